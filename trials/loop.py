@@ -1,0 +1,167 @@
+"""The training loop of one trial: epochs of population steps, evaluation, reporting, checkpoints.
+
+The loop knows nothing about which solver runs: it asks the population to step, evaluates every
+member on the validation split after every epoch and hands an :class:`EpochReport` to a callback
+(the Ray Tune adapter reports it; a plain script prints it). A checkpoint holds everything
+(models, optimizers, schedulers, solver state, step counters, RNG state) and the data order
+is derived from (seed, epoch), so a resumed run continues bit-identically.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trials.population import Population
+from trials.problems import Problem, make_problem
+from trials.spec import TrialSpec
+
+CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes
+
+
+@dataclass
+class MemberReport:
+    member: int
+    preference: list[float]
+    metrics: dict[str, float]  # validation metrics, every one the problem defines
+    train_losses: list[float]  # per-task mean training loss over the epoch
+
+
+@dataclass
+class EpochReport:
+    epoch: int  # 1-based: the number of epochs completed
+    members: list[MemberReport]
+    train_seconds: float
+    eval_seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"`device` is {name!r} but CUDA is not available here; allowed: cpu, auto")
+    return device
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The data-order RNG of one epoch, a pure function of (seed, epoch): resuming needs only the epoch."""
+    state = int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0])
+    return torch.Generator().manual_seed(state)
+
+
+class Trainer:
+    """Runs one trial. ``problem`` may be passed in to share loaded data between trainers."""
+
+    def __init__(self, spec: TrialSpec, *, problem: Problem | None = None, num_threads: int | None = None) -> None:
+        if num_threads is not None:
+            torch.set_num_threads(max(1, num_threads))
+        self.spec = spec
+        self.device = resolve_device(spec.device)
+        self.problem = problem if problem is not None else make_problem(spec.problem, spec.problem_args)
+        torch.manual_seed(spec.seed)  # the shared initialization of all members comes from the seed
+        self.population = Population(self.problem, spec, self.device)
+        self.epoch = 0
+        self.history: list[EpochReport] = []
+
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.spec.epochs
+
+    def train_epoch(self) -> EpochReport:
+        start = time.perf_counter()
+        sums = torch.zeros(len(self.population), self.problem.num_tasks, dtype=torch.float64)
+        batches = 0
+        for batch in self.problem.train_batches(epoch_generator(self.spec.seed, self.epoch)):
+            sums += self.population.train_step(batch).to(torch.float64).cpu()
+            batches += 1
+        self.epoch += 1
+        train_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        members = [
+            MemberReport(
+                member=m.index,
+                preference=m.preference.tolist(),
+                metrics=self.problem.evaluate(m.model, "val", self.device),
+                train_losses=(sums[m.index] / max(batches, 1)).tolist(),
+            )
+            for m in self.population.members
+        ]
+        report = EpochReport(self.epoch, members, train_seconds, time.perf_counter() - start)
+        self.history.append(report)
+        return report
+
+    def run(self, callback: Callable[[EpochReport], bool | None] | None = None) -> list[EpochReport]:
+        """Train until ``spec.epochs``; a callback returning ``False`` stops early."""
+        while not self.done:
+            report = self.train_epoch()
+            if callback is not None and callback(report) is False:
+                break
+        return self.history
+
+    def evaluate(self, split: str = "test") -> list[dict[str, float]]:
+        return [self.problem.evaluate(m.model, split, self.device) for m in self.population.members]  # type: ignore[arg-type]
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "spec": self.spec.to_dict(),
+            "epoch": self.epoch,
+            "population": self.population.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            "history": [r.to_dict() for r in self.history],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"checkpoint format {state.get('format')!r} is not supported; expected {CHECKPOINT_FORMAT}"
+            )
+        if state["spec"] != self.spec.to_dict():
+            raise ValueError("checkpoint was written by a different trial spec; refusing to resume from it")
+        self.epoch = int(state["epoch"])
+        self.population.load_state_dict(state["population"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.history = [
+            EpochReport(
+                epoch=r["epoch"],
+                members=[MemberReport(**m) for m in r["members"]],
+                train_seconds=r["train_seconds"],
+                eval_seconds=r["eval_seconds"],
+                extra=r["extra"],
+            )
+            for r in state["history"]
+        ]
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write atomically (temp file + rename) so a crash never leaves a half-written checkpoint."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        self.load_state_dict(torch.load(Path(path), map_location="cpu", weights_only=True))
+
+    def member_weights(self) -> list[dict[str, torch.Tensor]]:
+        """Each member's weights on the CPU: what the service stores per front point."""
+        return [{k: v.detach().cpu().clone() for k, v in m.model.state_dict().items()} for m in self.population.members]

@@ -1,0 +1,152 @@
+"""A population of K members, each a (model, optimizer, solver, preference vector).
+
+MT2O, the finite-set methods and independent scalarizations are populations; a plain
+single-model run is the K=1 case. All members start from one shared initialization (averaging
+independently initialized nets is meaningless because of permutation symmetry) and see the
+same batches, so member k of a population with ε0 = 0 reproduces a single run with λ_k exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.func import functional_call
+
+from trials.gradients import task_gradients
+from trials.models import MultiTaskModel
+from trials.preferences import make_preferences, normalize_preferences
+from trials.problems.base import Batch, Problem
+from trials.solvers import Solver, StepContext, build_solver
+from trials.spec import OptimizerSpec, TrialSpec
+from trials.transfer import ParameterTransfer
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A member's training losses became NaN or infinite: the trial has diverged."""
+
+
+@dataclass
+class Member:
+    index: int
+    preference: Tensor  # (T,), sums to 1
+    model: MultiTaskModel
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    solver: Solver
+
+
+def make_optimizer(params: list[torch.nn.Parameter], spec: OptimizerSpec) -> torch.optim.Optimizer:
+    if spec.name == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+    if spec.name == "adam":
+        return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, spec: OptimizerSpec, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    if spec.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+class Population:
+    def __init__(self, problem: Problem, spec: TrialSpec, device: torch.device) -> None:
+        self.problem = problem
+        self.device = device
+        self.step = 0
+        self.total_steps = spec.epochs * problem.steps_per_epoch()
+        num_tasks = problem.num_tasks
+        pop = spec.population
+        self.preferences = (
+            normalize_preferences(pop.preferences, num_tasks)
+            if pop.preferences is not None
+            else make_preferences(num_tasks, pop.size)
+        )
+        template = problem.make_model().to(device)
+        self.members: list[Member] = []
+        for k in range(pop.size):
+            model = copy.deepcopy(template)
+            optimizer = make_optimizer(list(model.parameters()), spec.optimizer)
+            self.members.append(
+                Member(
+                    index=k,
+                    preference=self.preferences[k],
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=make_scheduler(optimizer, spec.optimizer, self.total_steps),
+                    solver=build_solver(spec.solver, num_tasks, self.preferences[k], spec.solver_args),
+                )
+            )
+        self.transfer = ParameterTransfer(pop.transfer, self.preferences, self.total_steps)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def train_step(self, batch: Batch) -> Tensor:
+        """Transfer (when due), then one optimizer step per member; returns the ``(K, T)`` losses."""
+        batch = batch.to(self.device)
+        if self.transfer.due(self.step):
+            self.transfer.apply([m.model for m in self.members], self.step, self._objective_on(batch))
+        losses = torch.stack([self._member_step(member, batch) for member in self.members])
+        self.step += 1
+        return losses
+
+    def _member_step(self, member: Member, batch: Batch) -> Tensor:
+        model, solver = member.model, member.solver
+        model.train()
+        member.optimizer.zero_grad(set_to_none=True)
+        losses = self.problem.task_losses(model(batch.inputs), batch)
+        if not bool(torch.isfinite(losses).all()):
+            raise NonFiniteLossError(f"member {member.index} at step {self.step}: non-finite losses {losses.tolist()}")
+        needs = solver.needs
+        ctx = StepContext(
+            losses=losses,
+            model=model,
+            optimizer=member.optimizer,
+            step=self.step,
+            task_gradients=task_gradients(losses, model.shared_parameters()) if needs.task_gradients else None,
+            closure=(lambda: self.problem.task_losses(model(batch.inputs), batch)) if needs.loss_closure else None,
+        )
+        solver.backward(ctx)
+        member.optimizer.step()
+        member.scheduler.step()
+        return losses.detach()
+
+    def _objective_on(self, batch: Batch):  # -> transfer.Objective
+        @torch.no_grad()
+        def objective(k: int, params: dict[str, Tensor]) -> float:
+            member = self.members[k]
+            outputs = functional_call(member.model, params, (batch.inputs,))
+            return float(member.solver.objective(self.problem.task_losses(outputs, batch)))
+
+        return objective
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "members": [
+                {
+                    "model": m.model.state_dict(),
+                    "optimizer": m.optimizer.state_dict(),
+                    "scheduler": m.scheduler.state_dict(),
+                    "solver": m.solver.state_dict(),
+                }
+                for m in self.members
+            ],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if len(state["members"]) != len(self.members):
+            raise ValueError(f"checkpoint holds {len(state['members'])} members, the population {len(self.members)}")
+        self.step = int(state["step"])
+        for member, saved in zip(self.members, state["members"], strict=True):
+            member.model.load_state_dict(saved["model"])
+            member.optimizer.load_state_dict(saved["optimizer"])
+            member.scheduler.load_state_dict(saved["scheduler"])
+            member.solver.load_state_dict(saved["solver"])

@@ -1,0 +1,109 @@
+"""The solver interface.
+
+A solver turns one training step's per-task losses into gradients on the model's parameters;
+the member's optimizer then steps. The loop never branches on a solver's name: a solver
+*declares* what it needs in :class:`Needs` and the loop provides exactly that in
+:class:`StepContext`. State that must survive a checkpoint lives in ``state_dict()``.
+
+Adding a solver: one file with a subclass, one line in ``trials/solvers/__init__.py``, one
+test class inheriting ``trials.solvers.contract.SolverContract``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from trials.models import MultiTaskModel
+
+
+class InvalidHyperparameterError(ValueError):
+    """A solver hyperparameter is out of range or of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a solver asks the loop to provide at every step.
+
+    ``task_gradients``: per-task gradients of the shared parameters, one flattened row per
+    task, shape ``(T, P)``. ``loss_closure``: a function that recomputes the per-task losses on
+    the same batch with the current parameters (for lookahead methods).
+    """
+
+    task_gradients: bool = False
+    loss_closure: bool = False
+
+
+@dataclass
+class StepContext:
+    """Everything a solver may use in one step. Fields a solver did not ask for are ``None``."""
+
+    losses: Tensor  # (T,), attached to the autograd graph
+    model: MultiTaskModel
+    optimizer: torch.optim.Optimizer
+    step: int  # global step counter of this member, from 0
+    task_gradients: Tensor | None = None  # (T, P) over model.shared_parameters()
+    closure: Callable[[], Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Base of every solver's hyperparameter dataclass. Subclasses validate in ``__post_init__``
+    (raise :class:`InvalidHyperparameterError` naming the field, the value and what is allowed)."""
+
+
+class Solver(ABC):
+    """One member's update rule. Subclasses set ``name``, ``paper`` and ``Params``."""
+
+    name: ClassVar[str]
+    paper: ClassVar[str]  # citation of the method it implements
+    Params: ClassVar[type[Hyperparameters]] = Hyperparameters
+    needs: ClassVar[Needs] = Needs()
+
+    def __init__(self, num_tasks: int, preference: Tensor, params: Hyperparameters | None = None) -> None:
+        if preference.shape != (num_tasks,):
+            raise InvalidHyperparameterError(
+                f"solver '{self.name}': preference must have shape ({num_tasks},), found {tuple(preference.shape)}"
+            )
+        self.num_tasks = num_tasks
+        self.preference = preference.detach().clone().to(torch.float64)
+        self.params = params if params is not None else self.Params()
+
+    @abstractmethod
+    def backward(self, ctx: StepContext) -> None:
+        """Fill ``.grad`` of the model's parameters for this step (they start at ``None``)."""
+
+    def objective(self, losses: Tensor) -> Tensor:
+        """The member's scalar subproblem value f_k(losses); used to judge parameter transfer.
+        Default: the linear scalarization with the member's preference."""
+        return (self.preference.to(losses) * losses).sum()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"solver '{self.name}' is stateless, but the checkpoint holds state {sorted(state)}")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{f.name}={getattr(self.params, f.name)!r}" for f in dataclasses.fields(self.params))
+        return f"{type(self).__name__}({fields})"
+
+
+def backward_weighted(losses: Tensor, weights: Tensor) -> None:
+    """Gradients of Σ_t w_t L_t for every parameter (the common case for weighting methods)."""
+    (weights.to(losses).detach() * losses).sum().backward()
+
+
+def require(condition: bool, solver: str, field: str, value: object, allowed: str) -> None:
+    """Raise the one-line hyperparameter error the project uses everywhere."""
+    if not condition:
+        raise InvalidHyperparameterError(
+            f"solver '{solver}': hyperparameter `{field}` must be {allowed}, found {value!r}"
+        )

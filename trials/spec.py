@@ -1,0 +1,184 @@
+"""What one trial runs: a plain, validated, JSON-able description.
+
+The control plane builds a :class:`TrialSpec` from a search config and a sampled
+hyperparameter point; ``trials`` runs it. Every field has a default that works for a small
+run, with its reason beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+OptimizerName = Literal["sgd", "adam", "adamw"]
+Schedule = Literal["constant", "cosine"]
+Decay = Literal["linear", "cosine", "constant"]
+TransferMode = Literal["symmetric", "beneficial"]
+
+
+class SpecError(ValueError):
+    """An invalid trial description; the message names the field, the value and what is allowed."""
+
+
+def _check(ok: bool, field_name: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise SpecError(f"`{field_name}` must be {allowed}, found {value!r}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    name: OptimizerName = "adam"
+    lr: float = 1e-3  # Adam's default; the usual LeNet/Multi-MNIST setting
+    momentum: float = 0.0  # SGD only
+    weight_decay: float = 0.0
+    # cosine anneals the learning rate to 0 over the trial's epochs: scalarizations with a kink
+    # (Tchebycheff) then settle instead of oscillating around their optimum.
+    schedule: Schedule = "constant"
+
+    def __post_init__(self) -> None:
+        _check(self.name in ("sgd", "adam", "adamw"), "optimizer.name", self.name, "one of sgd, adam, adamw")
+        _check(_is_number(self.lr) and self.lr > 0, "optimizer.lr", self.lr, "a float > 0")
+        _check(_is_number(self.momentum) and 0 <= self.momentum < 1, "optimizer.momentum", self.momentum, "in [0, 1)")
+        _check(
+            _is_number(self.weight_decay) and self.weight_decay >= 0,
+            "optimizer.weight_decay",
+            self.weight_decay,
+            "a float >= 0",
+        )
+        _check(self.schedule in ("constant", "cosine"), "optimizer.schedule", self.schedule, "constant or cosine")
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    """MT2O parameter transfer (our reconstruction of Bai, Gupta & Ong 2024 from its abstract:
+    every choice below is configurable; see trials/transfer.py)."""
+
+    # ε0: mixing weight at the start. 0 turns transfer off: K independent scalarizations, the
+    # control for MT2O's speed claim. 0.3 keeps most of each member's own parameters.
+    eps0: float = 0.3
+    decay: Decay = "linear"  # ε_t → 0 over training, so the method ends as plain gradient descent
+    period: int = 10  # τ: transfer every τ steps; transfer costs O(K²·P), negligible at this rate
+    # σ: kernel width in preference space, S_kj ∝ exp(−‖λ_k−λ_j‖²/σ²). 0.2 lets the nearest
+    # neighbours of K≈5–10 members on the simplex dominate and far ones get almost nothing.
+    sigma: float = 0.2
+    mode: TransferMode = "symmetric"  # "beneficial": take j's parameters only if they lower f_k
+
+    def __post_init__(self) -> None:
+        _check(_is_number(self.eps0) and 0 <= self.eps0 <= 1, "population.transfer.eps0", self.eps0, "in [0, 1]")
+        _check(
+            self.decay in ("linear", "cosine", "constant"),
+            "population.transfer.decay",
+            self.decay,
+            "one of linear, cosine, constant",
+        )
+        _check(
+            isinstance(self.period, int) and not isinstance(self.period, bool) and self.period >= 1,
+            "population.transfer.period",
+            self.period,
+            "an integer >= 1",
+        )
+        _check(_is_number(self.sigma) and self.sigma > 0, "population.transfer.sigma", self.sigma, "a float > 0")
+        _check(
+            self.mode in ("symmetric", "beneficial"), "population.transfer.mode", self.mode, "symmetric or beneficial"
+        )
+
+
+@dataclass(frozen=True)
+class PopulationSpec:
+    size: int = 1  # K; 1 is a plain single-model run through the same loop
+    # Explicit preference vectors (K rows of T non-negative weights); None: generated
+    # (quarter circle for T=2, Das–Dennis for T>=3), see trials/preferences.py.
+    preferences: tuple[tuple[float, ...], ...] | None = None
+    transfer: TransferSpec = field(default_factory=TransferSpec)
+
+    def __post_init__(self) -> None:
+        _check(
+            isinstance(self.size, int) and not isinstance(self.size, bool) and self.size >= 1,
+            "population.size",
+            self.size,
+            "an integer >= 1",
+        )
+        if self.preferences is not None:
+            prefs = tuple(tuple(float(v) for v in row) for row in self.preferences)
+            object.__setattr__(self, "preferences", prefs)
+            _check(
+                len(prefs) == self.size,
+                "population.preferences",
+                f"{len(prefs)} rows",
+                f"{self.size} rows (one per member)",
+            )
+            for row in prefs:
+                _check(
+                    all(math.isfinite(v) and v >= 0 for v in row) and sum(row) > 0,
+                    "population.preferences",
+                    row,
+                    "non-negative weights with a positive sum",
+                )
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    problem: str
+    problem_args: Mapping[str, Any] = field(default_factory=dict)
+    solver: str = "linear"
+    solver_args: Mapping[str, Any] = field(default_factory=dict)
+    population: PopulationSpec = field(default_factory=PopulationSpec)
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    epochs: int = 5
+    seed: int = 0
+    device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto" (cuda when available)
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.problem, str) and bool(self.problem), "problem", self.problem, "a problem name")
+        _check(
+            isinstance(self.epochs, int) and not isinstance(self.epochs, bool) and self.epochs >= 1,
+            "epochs",
+            self.epochs,
+            "an integer >= 1",
+        )
+        _check(
+            isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0,
+            "seed",
+            self.seed,
+            "an integer >= 0",
+        )
+        _check(
+            self.device in ("cpu", "cuda", "auto") or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
+            "device",
+            self.device,
+            "cpu, cuda, cuda:N or auto",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialSpec:
+        """Build from plain data (a config section); unknown keys are errors."""
+        data = dict(data)
+        _reject_unknown(data, cls, "")
+        population = dict(data.pop("population", {}) or {})
+        _reject_unknown(population, PopulationSpec, "population.")
+        transfer = dict(population.pop("transfer", {}) or {})
+        _reject_unknown(transfer, TransferSpec, "population.transfer.")
+        optimizer = dict(data.pop("optimizer", {}) or {})
+        _reject_unknown(optimizer, OptimizerSpec, "optimizer.")
+        return cls(
+            population=PopulationSpec(transfer=TransferSpec(**transfer), **population),
+            optimizer=OptimizerSpec(**optimizer),
+            **data,
+        )
+
+
+def _reject_unknown(data: Mapping[str, Any], cls: type, prefix: str) -> None:
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in allowed:
+            raise SpecError(f"unknown key `{prefix}{key}`; allowed: {', '.join(allowed)}")
