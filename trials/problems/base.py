@@ -67,6 +67,9 @@ class Problem(ABC):
     task_names: tuple[str, ...]
     metrics: tuple[MetricSpec, ...]
     default_objectives: tuple[str, ...]
+    # The HV reference point for ``default_objectives`` in their own directions (e.g. 0.0 for
+    # a maximized accuracy), when the problem has a natural one; a search config may override.
+    default_reference_point: tuple[float, ...] | None = None
     exact_front: ExactFront | None = None
 
     @property

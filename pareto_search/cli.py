@@ -1,0 +1,159 @@
+"""The ``pareto-search`` command line.
+
+Bad input (config, arguments, names) ends in one line on stderr and exit code 2, before Ray
+starts. Heavy imports (Ray, MLflow) happen inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from pareto_search.config import ConfigError, load_config
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, like every other input error
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _storage_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", default="searches", help="folder holding searches (default: ./searches)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pareto-search", description="Pareto search for multi-task learning (Ray Tune + MLflow).")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run a search from a YAML config")
+    run.add_argument("config", help="path to the search's YAML config")
+    run.add_argument("--name", help="override the config's name")
+    run.add_argument("--address", help="Ray cluster address (default: start an embedded local Ray)")
+    run.add_argument("--storage", help="override the config's storage folder")
+
+    resume = commands.add_parser("resume", help="continue an interrupted search from its storage")
+    resume.add_argument("name")
+    resume.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
+    _storage_arg(resume)
+
+    front = commands.add_parser("front", help="print the global front of a search")
+    front.add_argument("name")
+    front.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    _storage_arg(front)
+
+    compare = commands.add_parser("compare", help="compare the fronts of searches (HV, counts, coverage)")
+    compare.add_argument("names", nargs="+")
+    compare.add_argument("--reference-point", type=float, nargs="+", help="common HV reference point")
+    compare.add_argument("--no-mlflow", action="store_true", help="do not log the overlay plot to MLflow")
+    _storage_arg(compare)
+
+    commands.add_parser("solvers", help="list the solvers with their hyperparameters and papers")
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pareto_search.plan import make_plan
+
+    config = load_config(args.config)
+    overrides = {k: v for k, v in (("name", args.name), ("storage", args.storage)) if v}
+    if overrides:
+        from pareto_search.config import parse_config
+
+        config = parse_config({**config.model_dump(mode="json"), **overrides})
+    plan = make_plan(config)
+    from pareto_search.search.runner import run_search
+
+    front = run_search(plan, address=args.address)
+    print(front.to_table())
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from pareto_search.plan import load_plan
+
+    plan, _ = load_plan(args.storage, args.name)
+    from pareto_search.search.runner import run_search
+
+    front = run_search(plan, address=args.address, resume=True)
+    print(front.to_table())
+    return 0
+
+
+def _load_front(name: str, storage: str):  # -> GlobalFront
+    from pareto_search.fronts import GlobalFront
+    from pareto_search.plan import load_plan
+
+    plan, _ = load_plan(storage, name)
+    if not plan.front_path.is_file():
+        raise ConfigError(f"search '{name}' has no evaluated point yet ({plan.front_path} is missing)")
+    return GlobalFront.load(plan.front_path)
+
+
+def _cmd_front(args: argparse.Namespace) -> int:
+    front = _load_front(args.name, args.storage)
+    if args.format == "json":
+        print(json.dumps(front.to_json(), indent=2))
+    elif args.format == "csv":
+        print(front.to_csv(), end="")
+    else:
+        print(front.to_table())
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from pareto_search.compare import compare_fronts
+    from pareto_search.plan import load_plan
+
+    fronts = {name: _load_front(name, args.storage) for name in args.names}
+    tracking = load_plan(args.storage, args.names[0])[0].config.tracking  # the first search's MLflow
+    report = compare_fronts(
+        fronts,
+        args.reference_point,
+        log_to_mlflow=not args.no_mlflow,
+        tracking_uri=tracking.uri,
+        experiment=tracking.experiment,
+    )
+    print(report)
+    return 0
+
+
+def _cmd_solvers(_: argparse.Namespace) -> int:
+    import dataclasses
+
+    from trials.solvers import SOLVERS
+
+    for name, cls in sorted(SOLVERS.items()):
+        print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
+        print(f"    paper: {cls.paper}")
+        fields = dataclasses.fields(cls.Params)
+        if not fields:
+            print("    hyperparameters: (none)")
+        for f in fields:
+            print(f"    {f.name} = {f.default!r}")
+    return 0
+
+
+COMMANDS = {
+    "run": _cmd_run,
+    "resume": _cmd_resume,
+    "front": _cmd_front,
+    "compare": _cmd_compare,
+    "solvers": _cmd_solvers,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"pareto-search {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,372 @@
+"""The search config: schema, YAML loading, one-line errors, and the per-trial spec.
+
+A config is validated completely before Ray starts. Unknown keys are errors, and every error
+is one line naming the field, the value found and what is allowed. Hyperparameters of a solver
+entry may be search-space distributions, written as one-key mappings::
+
+    lr: {loguniform: [1.0e-4, 1.0e-2]}     # also: uniform, quniform [lo, hi, q], randint [lo, hi]
+    eps0: {choice: [0.0, 0.3]}              # sampled
+    size: {grid: [1, 5]}                    # every value, once per sample (not with optuna)
+
+The Ray Tune adapter turns these into Tune's sampling primitives; this module stays Ray-free.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trials.problems import PROBLEMS
+from trials.solvers import InvalidHyperparameterError, make_params, solver_class
+from trials.spec import SpecError, TrialSpec
+
+DISTRIBUTIONS: dict[str, int | None] = {  # name -> number of arguments (None: a non-empty list)
+    "choice": None,
+    "grid": None,
+    "uniform": 2,
+    "loguniform": 2,
+    "quniform": 3,
+    "randint": 2,
+}
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a search's name is also its storage folder name
+
+
+class ConfigError(ValueError):
+    """An invalid config or CLI input; the message is one line naming the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Distribution(_Strict):
+    kind: Literal["choice", "grid", "uniform", "loguniform", "quniform", "randint"]
+    args: tuple[Any, ...]
+
+    def boundary_values(self) -> list[Any]:
+        """The values that must each be valid: every option of a list, the ends of a range."""
+        if self.kind in ("choice", "grid"):
+            return list(self.args)
+        return [self.args[0], self.args[1]]
+
+
+def as_distribution(value: Any) -> Distribution | None:
+    """A one-key mapping naming a distribution, else None (a fixed value)."""
+    if isinstance(value, Mapping) and len(value) == 1:
+        kind, args = next(iter(value.items()))
+        if kind in DISTRIBUTIONS:
+            return Distribution(kind=kind, args=tuple(args) if isinstance(args, list | tuple) else (args,))
+    return None
+
+
+class ProblemConfig(_Strict):
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in PROBLEMS and ":" not in name:
+            raise ValueError(f"must be one of {', '.join(sorted(PROBLEMS))} or a plug-in 'package.module:factory'")
+        return name
+
+
+class ObjectiveConfig(_Strict):
+    name: str
+    direction: Literal["min", "max"]
+
+
+class SolverEntry(_Strict):
+    """One method to try: a solver, its population and optimizer; any value may be a distribution."""
+
+    label: str | None = None  # how fronts and tables name this entry; default from solver and K
+    solver: str
+    solver_args: dict[str, Any] = Field(default_factory=dict)
+    population: dict[str, Any] = Field(default_factory=dict)
+    optimizer: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("solver")
+    @classmethod
+    def _known_solver(cls, name: str) -> str:
+        solver_class(name)  # raises "solver 'x' is unknown; allowed: ..."
+        return name
+
+    def display_label(self) -> str:
+        if self.label:
+            return self.label
+        size = self.population.get("size", 1)
+        eps0 = self.population.get("transfer", {}).get("eps0")
+        if isinstance(size, int) and size > 1:
+            kind = "independent" if eps0 == 0 else "mt2o"
+            return f"{kind}-{self.solver}-k{size}"
+        return self.solver
+
+    def space(self) -> dict[str, Any]:
+        """The searchable part as a nested dict whose leaves are values or :class:`Distribution`."""
+        return _map_leaves(
+            {"solver_args": self.solver_args, "population": self.population, "optimizer": self.optimizer},
+            lambda v: as_distribution(v) or v,
+        )
+
+
+class SchedulerConfig(_Strict):
+    name: Literal["fifo", "asha", "pareto_asha"] = "fifo"
+    grace_period: int = Field(1, ge=1)  # epochs before the first stop decision
+    reduction_factor: float = Field(3.0, gt=1)  # η: keep the top 1/η at every rung (ASHA's default)
+
+
+class SearchAlgorithmConfig(_Strict):
+    algorithm: Literal["grid", "random", "optuna"] = "random"
+    num_samples: int = Field(1, ge=1)  # random/optuna: trials; grid: repetitions of the grid
+    # None lets Ray fill the CPUs; a bound keeps a laptop responsive.
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    # Optuna's multi-objective target: each objective's best value over a trial's members, or
+    # the trial's own hypervolume (one number, better for large populations).
+    optuna_target: Literal["objectives", "hypervolume"] = "objectives"
+    # One retry recovers from a lost worker; the retry resumes from the trial's last checkpoint,
+    # so a deterministic failure (NaN losses) fails again at the same epoch, cheaply.
+    max_failures: int = Field(1, ge=0)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+
+
+class ResourcesConfig(_Strict):
+    cpus_per_trial: float = Field(1.0, gt=0)  # torch threads = the CPUs Ray gives the trial
+    gpus_per_trial: float = Field(0.0, ge=0)  # fractions share one GPU between trials
+
+
+class TrackingConfig(_Strict):
+    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db
+    experiment: str = "pareto_search"
+
+
+class SearchConfig(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    problem: ProblemConfig
+    objectives: list[ObjectiveConfig] | None = None  # None: the problem's default objectives
+    # In the objectives' own directions (0.0 for a maximized accuracy). None: the problem's
+    # documented default, fixed when the search starts and stored with every HV.
+    reference_point: list[float] | None = None
+    solvers: list[SolverEntry] = Field(min_length=1)
+    epochs: int = Field(5, ge=1)
+    seed: int = Field(0, ge=0)
+    device: str = "auto"  # cuda when the trial was given a GPU, else cpu
+    search: SearchAlgorithmConfig = Field(default_factory=SearchAlgorithmConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    storage: str = "searches"  # relative paths are taken from the working directory
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @field_validator("reference_point")
+    @classmethod
+    def _finite(cls, ref: list[float] | None) -> list[float] | None:
+        if ref is not None and not all(math.isfinite(v) for v in ref):
+            raise ValueError("must hold finite numbers")
+        return ref
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchConfig:
+        if self.objectives is not None:
+            names = [o.name for o in self.objectives]
+            if len(set(names)) != len(names):
+                raise ValueError(f"objectives: duplicate names in {names}")
+            if len(names) < 2:
+                raise ValueError(f"objectives: a Pareto search needs at least 2, found {names}")
+        if (
+            self.reference_point is not None
+            and self.objectives is not None
+            and len(self.reference_point) != len(self.objectives)
+        ):
+            raise ValueError(
+                f"reference_point: needs {len(self.objectives)} values (one per objective), "
+                f"found {len(self.reference_point)}"
+            )
+        return self
+
+    def trial_spec(self, variant: int, sampled: Mapping[str, Any], seed: int) -> TrialSpec:
+        """The spec of one trial: solver entry ``variant`` with its sampled values."""
+        data = {
+            "problem": self.problem.name,
+            "problem_args": dict(self.problem.args),
+            "solver": self.solvers[variant].solver,
+            "epochs": self.epochs,
+            "seed": seed,
+            "device": self.device,
+            **copy.deepcopy(dict(sampled)),
+        }
+        return TrialSpec.from_dict(data)
+
+
+def _map_leaves(tree: Any, fn: Any) -> Any:
+    if isinstance(tree, Mapping) and as_distribution(tree) is None:
+        return {k: _map_leaves(v, fn) for k, v in tree.items()}
+    return fn(tree)
+
+
+def _distribution_paths(tree: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Distribution]]:
+    if isinstance(tree, Distribution):
+        yield prefix, tree
+    elif isinstance(tree, Mapping):
+        for key, value in tree.items():
+            yield from _distribution_paths(value, (*prefix, str(key)))
+
+
+def _with_value(tree: Any, path: tuple[str, ...], value: Any) -> Any:
+    tree = copy.deepcopy(tree)
+    node = tree
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return tree
+
+
+def representative_samples(space: Mapping[str, Any]) -> Iterator[tuple[str, Any, dict[str, Any]]]:
+    """Concrete samples that together exercise every boundary value of every distribution
+    (each one varied while the others sit at their first value): validating these validates
+    the space without sampling it. Yields (dotted path, value, sample)."""
+    paths = list(_distribution_paths(space))
+    base = _map_leaves(space, lambda v: v.boundary_values()[0] if isinstance(v, Distribution) else v)
+    if not paths:
+        yield "", None, base
+    for path, dist in paths:
+        for value in dist.boundary_values():
+            yield ".".join(path), value, _with_value(base, path, value)
+
+
+def _check_distribution(dist: Distribution, where: str, algorithm: str) -> None:
+    expected = DISTRIBUTIONS[dist.kind]
+    if expected is None and not dist.args:
+        raise ConfigError(f"`{where}`: {dist.kind} needs a non-empty list of values, found {list(dist.args)}")
+    if expected is not None and len(dist.args) != expected:
+        raise ConfigError(f"`{where}`: {dist.kind} needs {expected} numbers, found {list(dist.args)}")
+    if dist.kind in ("uniform", "loguniform", "quniform", "randint"):
+        lo, hi = dist.args[0], dist.args[1]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in dist.args):
+            raise ConfigError(f"`{where}`: {dist.kind} needs numbers, found {list(dist.args)}")
+        if not lo < hi:
+            raise ConfigError(f"`{where}`: {dist.kind} needs low < high, found {list(dist.args)}")
+        if dist.kind == "loguniform" and lo <= 0:
+            raise ConfigError(f"`{where}`: loguniform needs low > 0, found {list(dist.args)}")
+    if dist.kind == "grid" and algorithm == "optuna":
+        raise ConfigError(
+            f"`{where}`: grid is not supported with search.algorithm optuna; allowed there: choice, "
+            "uniform, loguniform, quniform, randint"
+        )
+    if algorithm == "grid" and dist.kind != "grid":
+        raise ConfigError(f"`{where}`: search.algorithm grid needs every distribution to be a grid, found {dist.kind}")
+
+
+def _validate_entry(index: int, entry: SolverEntry, algorithm: str) -> None:
+    prefix = f"solvers[{index}]"
+    space = entry.space()
+    for path, dist in _distribution_paths(space):
+        _check_distribution(dist, f"{prefix}.{'.'.join(path)}", algorithm)
+    for path, value, sample in representative_samples(space):
+        try:
+            TrialSpec.from_dict({"problem": "validation", "solver": entry.solver, **sample})
+            make_params(entry.solver, sample["solver_args"])
+        except SpecError as exc:  # its message names the field inside the entry: prefix it
+            message = re.sub(r"`([^`]+)`", lambda m: f"`{prefix}.{m.group(1)}`", str(exc), count=1)
+            raise ConfigError(message) from None
+        except InvalidHyperparameterError as exc:
+            where = f" (with `{prefix}.{path}` = {value!r})" if path else ""
+            raise ConfigError(f"`{prefix}`: {exc}{where}") from None
+
+
+def _location(loc: Sequence[Any]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _one_line(exc: ValidationError, model: type[BaseModel]) -> str:
+    error = exc.errors()[0]
+    where = _location(error["loc"])
+    if error["type"] == "extra_forbidden":
+        allowed = ", ".join(_fields_at(model, error["loc"][:-1]))
+        return f"unknown key `{where}`; allowed: {allowed}"
+    if error["type"] == "missing":
+        return f"`{where}` is required"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    found = error.get("input")
+    if error["type"] == "value_error" and not error["loc"]:
+        return message
+    return f"`{where or 'config'}`: {message}, found {found!r}"
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        for arg in candidates:
+            inner = [arg, *getattr(arg, "__args__", ())]
+            found = next((t for t in inner if isinstance(t, type) and issubclass(t, BaseModel)), None)
+            if found is not None:
+                current = found
+                break
+    return list(current.model_fields)
+
+
+def parse_config(data: Any) -> SearchConfig:
+    """Validate plain data (a parsed YAML document) into a :class:`SearchConfig`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a config must be a mapping of keys to values, found {type(data).__name__}")
+    try:
+        config = SearchConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, SearchConfig)) from None
+    except ValueError as exc:  # raised by a registry lookup inside a validator
+        raise ConfigError(str(exc).splitlines()[0]) from None
+    for index, entry in enumerate(config.solvers):
+        _validate_entry(index, entry, config.search.algorithm)
+    labels = [entry.display_label() for entry in config.solvers]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ConfigError(f"`solvers`: labels must be unique, found {duplicates[0]!r} twice; set `label` on each")
+    return config
+
+
+def load_config(path: str | Path) -> SearchConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"config file '{path}' is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_config(data)
+
+
+def grid_size(config: SearchConfig) -> int:
+    """How many trials a grid search runs per sample: the product of every entry's grid sizes."""
+    total = 0
+    for entry in config.solvers:
+        sizes = [len(d.args) for _, d in _distribution_paths(entry.space()) if d.kind == "grid"]
+        total += math.prod(sizes) if sizes else 1
+    return total
+
+
+__all__ = [
+    "ConfigError",
+    "Distribution",
+    "SearchConfig",
+    "SolverEntry",
+    "as_distribution",
+    "grid_size",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,141 @@
+"""Everything fixed when a search starts, checked before Ray starts.
+
+The plan resolves what the config leaves to defaults (objectives, the HV reference point,
+storage and tracking locations) and checks the config against the problem itself (metric
+names, population sizes), so that bad input fails in one line before any trial runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pareto_search.config import ConfigError, SearchConfig, parse_config
+from pareto_search.fronts import write_atomic
+from pareto_search.pareto import Objective
+from trials.data.sources import DataUnavailableError
+from trials.preferences import make_preferences
+from trials.problems import Problem, make_problem
+
+PLAN_DIR = "pareto_search"  # our files inside Tune's experiment folder
+PLAN_FILE = "search.json"
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    config: SearchConfig
+    objectives: tuple[Objective, ...]
+    reference_point: tuple[float, ...]  # own directions
+    storage_dir: Path  # <storage>/<name>: Tune's experiment folder, ours inside it
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def files(self) -> Path:
+        return self.storage_dir / PLAN_DIR
+
+    @property
+    def front_path(self) -> Path:
+        return self.files / "front_points.json"
+
+    def to_dict(self, parent_run_id: str | None = None) -> dict[str, Any]:
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "objectives": [{"name": o.name, "direction": o.direction} for o in self.objectives],
+            "reference_point": list(self.reference_point),
+            "storage_dir": str(self.storage_dir),
+            "parent_run_id": parent_run_id,
+        }
+
+    def save(self, parent_run_id: str | None) -> None:
+        write_atomic(self.files / PLAN_FILE, json.dumps(self.to_dict(parent_run_id), indent=2))
+
+
+def _objectives(config: SearchConfig, problem: Problem) -> tuple[Objective, ...]:
+    if config.objectives is None:
+        return tuple(Objective(n, problem.metric(n).direction) for n in problem.default_objectives)
+    allowed = ", ".join(f"{m.name} ({m.direction})" for m in problem.metrics)
+    for index, objective in enumerate(config.objectives):
+        known = {m.name: m for m in problem.metrics}.get(objective.name)
+        if known is None:
+            raise ConfigError(
+                f"`objectives[{index}].name`: problem '{problem.name}' has no metric {objective.name!r}; "
+                f"allowed: {allowed}"
+            )
+        if known.direction != objective.direction:
+            raise ConfigError(
+                f"`objectives[{index}].direction`: {objective.name} is better when "
+                f"{'smaller' if known.direction == 'min' else 'larger'}: it must be {known.direction!r}, "
+                f"found {objective.direction!r}"
+            )
+    return tuple(Objective(o.name, o.direction) for o in config.objectives)
+
+
+def _reference_point(config: SearchConfig, problem: Problem, objectives: tuple[Objective, ...]) -> tuple[float, ...]:
+    if config.reference_point is not None:
+        if len(config.reference_point) != len(objectives):
+            raise ConfigError(
+                f"`reference_point`: needs {len(objectives)} values (one per objective: "
+                f"{', '.join(o.name for o in objectives)}), found {config.reference_point}"
+            )
+        return tuple(config.reference_point)
+    default = getattr(problem, "default_reference_point", None)
+    if default is not None and tuple(o.name for o in objectives) == tuple(problem.default_objectives):
+        return tuple(float(v) for v in default)
+    raise ConfigError(
+        f"`reference_point` is required for objectives {[o.name for o in objectives]}: problem '{problem.name}' "
+        "documents no default for them (give each objective's worst acceptable value)"
+    )
+
+
+def _check_populations(config: SearchConfig, num_tasks: int) -> None:
+    for index, entry in enumerate(config.solvers):
+        sizes = entry.population.get("size", 1)
+        options = sizes.get("grid", sizes.get("choice", [])) if isinstance(sizes, dict) else [sizes]
+        prefs = entry.population.get("preferences")
+        for size in options:
+            try:
+                if prefs is None:
+                    make_preferences(num_tasks, int(size))
+                elif any(len(row) != num_tasks for row in prefs):
+                    raise ValueError(
+                        f"`population.preferences` rows must have {num_tasks} weights (one per task), found {prefs}"
+                    )
+            except ValueError as exc:
+                raise ConfigError(f"`solvers[{index}]`: {exc}") from None
+
+
+def make_plan(config: SearchConfig, problem: Problem | None = None) -> SearchPlan:
+    """Resolve and check everything; builds the problem once (which also proves its data is there)."""
+    if problem is None:
+        try:
+            problem = make_problem(config.problem.name, config.problem.args)
+        except (ValueError, DataUnavailableError) as exc:
+            raise ConfigError(f"`problem`: {str(exc).splitlines()[0]}") from None
+    objectives = _objectives(config, problem)
+    reference_point = _reference_point(config, problem, objectives)
+    _check_populations(config, problem.num_tasks)
+    if config.device.startswith("cuda") and config.resources.gpus_per_trial == 0:
+        raise ConfigError(f"`device` is {config.device!r} but `resources.gpus_per_trial` is 0; give trials a GPU")
+    storage_dir = (Path(config.storage).expanduser().resolve()) / config.name
+    return SearchPlan(config, objectives, reference_point, storage_dir)
+
+
+def load_plan(storage: str | Path, name: str) -> tuple[SearchPlan, str | None]:
+    """The plan of an existing search and its MLflow parent run id."""
+    path = Path(storage).expanduser().resolve() / name / PLAN_DIR / PLAN_FILE
+    if not path.is_file():
+        raise ConfigError(f"search '{name}' not found: no {path}; is --storage right?")
+    data = json.loads(path.read_text())
+    config = parse_config(data["config"])
+    plan = SearchPlan(
+        config,
+        tuple(Objective(o["name"], o["direction"]) for o in data["objectives"]),
+        tuple(data["reference_point"]),
+        Path(data["storage_dir"]),
+    )
+    return plan, data.get("parent_run_id")

@@ -1,0 +1,193 @@
+"""Driver-side bookkeeping of a search, as a Ray Tune callback.
+
+On every trial result: update the global front (persisted), compute the trial's exclusive HV
+contribution, log per-epoch metrics to the trial's nested MLflow run and the global HV to the
+search's parent run, and print one progress line. When a trial ends (finished, stopped early
+or failed) its members' weights go to its MLflow run as a cheap artifact (state dicts, not
+MLflow models) and the front points get their model URI. At the end the front files and plots
+go to the parent run and the child runs are tagged with their members on the front.
+
+The callback is pickled into Tune's experiment state; it keeps only plain data and reopens
+the front file and the MLflow client lazily, so ``Tuner.restore`` brings it back intact.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from pareto_search.fronts import GlobalFront
+from pareto_search.pareto import Objective
+from pareto_search.plan import SearchPlan
+from pareto_search.search.trainable import member_file
+from pareto_search.tracking import SearchTracker
+
+ERROR_CHARS = 2000  # enough of a traceback's end to see the cause in the MLflow UI
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+def trial_params(trial_config: dict[str, Any]) -> dict[str, Any]:
+    """The sampled hyperparameters of a trial, flat (``optimizer.lr``), without the search plumbing."""
+    if "entry" in trial_config:
+        values, variant = trial_config["entry"]["values"], trial_config["entry"]["variant"]
+    else:
+        variant = trial_config["variant"]
+        values = trial_config[f"v{variant}"]
+    return {"variant": variant, "seed": trial_config.get("seed"), **_flatten(values)}
+
+
+class SearchCallback(tune.Callback):
+    def __init__(self, plan: SearchPlan, parent_run_id: str, tracking_uri: str) -> None:
+        self.search = plan.name
+        self.front_path = plan.front_path
+        self.objectives = [(o.name, o.direction) for o in plan.objectives]
+        self.reference_point = list(plan.reference_point)
+        self.parent_run_id = parent_run_id
+        self.tracking_uri = tracking_uri
+        self.experiment = plan.config.tracking.experiment
+        self.results_seen = 0
+        self._front: GlobalFront | None = None
+        self._tracker: SearchTracker | None = None
+        self._child_runs: dict[str, str] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(_front=None, _tracker=None)  # reopened lazily after unpickling
+        return state
+
+    @property
+    def front(self) -> GlobalFront:
+        if self._front is None:
+            if self.front_path.is_file():
+                self._front = GlobalFront.load(self.front_path)
+            else:
+                objectives = [Objective(n, d) for n, d in self.objectives]
+                self._front = GlobalFront(self.search, objectives, self.reference_point, self.front_path)
+        return self._front
+
+    @property
+    def tracker(self) -> SearchTracker:
+        if self._tracker is None:
+            self._tracker = SearchTracker(self.tracking_uri, self.experiment)
+        return self._tracker
+
+    def _child(self, trial: Any) -> str:
+        run_id = self._child_runs.get(trial.trial_id)
+        if run_id is None:
+            run_id = self.tracker.start_trial(self.parent_run_id, trial.trial_id, trial_params(trial.config))
+            self._child_runs[trial.trial_id] = run_id
+        return run_id
+
+    # -- Tune hooks ------------------------------------------------------------------------------
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._child(trial)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        epoch = int(result["training_iteration"])
+        label = result.get("label", "")
+        members = [
+            {"member": k, "values": row, "solver": label, "preference": pref, "epoch": epoch}
+            for k, (row, pref) in enumerate(zip(result["values"], result["preferences"], strict=True))
+        ]
+        self.front.update(trial.trial_id, members)
+        contribution = self.front.contribution(trial.trial_id)
+        global_hv = self.front.hypervolume().value
+        self.results_seen += 1
+        metrics = {key: value for key, value in result.items() if key.startswith(("m", "best/")) and "/" in key}
+        metrics.update(trial_hv=result["trial_hv"], front_contribution=contribution)
+        for k, losses in enumerate(result["train_losses"]):
+            metrics.update({f"m{k}/train_loss_t{t}": v for t, v in enumerate(losses)})
+        self.tracker.log_metrics(self._child(trial), metrics, step=epoch)
+        self.tracker.log_metrics(
+            self.parent_run_id, {"global_hv": global_hv, "front_points": len(self.front.front())}, self.results_seen
+        )
+        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        print(
+            f"[{self.search}] trials {done}/{len(trials)} done | {trial.trial_id} ({label}) epoch {epoch}: "
+            f"trial HV {result['trial_hv']:.4f}, front contribution {contribution:.4f} | "
+            f"global HV {global_hv:.4f} ({len(self.front.front())} points)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, "FINISHED", None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        error = None
+        if trial.error_file and Path(trial.error_file).is_file():
+            error = Path(trial.error_file).read_text()[-ERROR_CHARS:]
+        self._finish(trial, "FAILED", error or "trial failed (no error file)")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.publish_front()
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _finish(self, trial: Any, status: str, error: str | None) -> None:
+        run_id = self._child(trial)
+        checkpoint = trial.checkpoint
+        if checkpoint is not None:
+            # Points found before a failure are kept, so their weights are stored too.
+            with checkpoint.as_directory() as folder:
+                for path in sorted(Path(folder).glob("member_*.pt")):
+                    self.tracker.log_artifact_file(run_id, path, "weights")
+            self.front.set_data(
+                trial.trial_id,
+                model_uri=lambda p: self.tracker.artifact_uri(run_id, f"weights/{member_file(int(p.data['member']))}"),
+                status="failed" if status == "FAILED" else "finished",
+            )
+        self.tracker.end_run(run_id, status, error)  # type: ignore[arg-type]
+
+    def publish_front(self) -> None:
+        """Front artifacts and plots on the parent run, front tags on the children."""
+        from pareto_search import plots
+
+        front = self.front
+        data = front.to_json()
+        hv = data["hypervolume"]
+        self.tracker.log_json(self.parent_run_id, data, "front.json")
+        self.tracker.log_text(self.parent_run_id, front.to_csv(), "front.csv")
+        self.tracker.log_metrics(self.parent_run_id, {"final_hv": hv if math.isfinite(hv) else 0.0}, self.results_seen)
+        all_points = front.all_points()
+        on_front_ids = {p.id for p in front.front().points}
+        with tempfile.TemporaryDirectory() as folder:
+            values = [list(p.values) for p in all_points.points]
+            labels = [f"{p.id} {p.data.get('solver', '')}" for p in all_points.points]
+            on_front = [p.id in on_front_ids for p in all_points.points]
+            png = plots.front_png(
+                self.objectives,
+                values,
+                Path(folder) / "front.png",
+                on_front=on_front,
+                reference_point=self.reference_point,
+                title=f"{self.search}: HV {hv:.4f}",
+            )
+            html = plots.front_html(
+                self.objectives,
+                values,
+                Path(folder) / "front.html",
+                on_front=on_front,
+                labels=labels,
+                reference_point=self.reference_point,
+                title=f"{self.search}: HV {hv:.4f}",
+            )
+            self.tracker.log_artifact_file(self.parent_run_id, png)
+            self.tracker.log_artifact_file(self.parent_run_id, html)
+        members = front.on_front_members()
+        for trial_id, run_id in self.tracker.list_trials(self.parent_run_id).items():
+            self.tracker.set_front_members(run_id, members.get(trial_id, []))

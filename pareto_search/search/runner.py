@@ -1,0 +1,160 @@
+"""Build the Tuner for a search plan and run, resume or inspect it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import BasicVariantGenerator, Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from pareto_search.config import ConfigError
+from pareto_search.fronts import GlobalFront
+from pareto_search.plan import SearchPlan, load_plan
+from pareto_search.scheduler import ParetoASHA, ParetoASHAStateCallback
+from pareto_search.search.callback import SearchCallback
+from pareto_search.search.space import param_space
+from pareto_search.search.trainable import run_trial
+from pareto_search.tracking import SearchTracker, resolve_tracking_uri
+
+
+def _searcher(plan: SearchPlan) -> Searcher | BasicVariantGenerator:
+    search = plan.config.search
+    if search.algorithm != "optuna":
+        return BasicVariantGenerator(random_state=plan.config.seed)
+    if search.optuna_target == "hypervolume":
+        return OptunaSearch(metric="trial_hv", mode="max", seed=plan.config.seed)
+    return OptunaSearch(
+        metric=[f"best/{o.name}" for o in plan.objectives],
+        mode=[o.direction for o in plan.objectives],
+        seed=plan.config.seed,
+    )
+
+
+def _scheduler(plan: SearchPlan) -> TrialScheduler:
+    conf = plan.config.search.scheduler
+    if conf.name == "asha":  # Tune's own ASHA on the trial's hypervolume (one number)
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            metric="trial_hv",
+            mode="max",
+            max_t=plan.config.epochs,
+            grace_period=conf.grace_period,
+            reduction_factor=conf.reduction_factor,
+        )
+    if conf.name == "pareto_asha":
+        signs = [1.0 if o.direction == "min" else -1.0 for o in plan.objectives]
+        return ParetoASHA(
+            [s * v for s, v in zip(signs, plan.reference_point, strict=True)],
+            max_t=plan.config.epochs,
+            grace_period=conf.grace_period,
+            reduction_factor=conf.reduction_factor,
+        )
+    return FIFOScheduler()
+
+
+def _trainable(plan: SearchPlan) -> Any:
+    resources = plan.config.resources
+    return tune.with_resources(
+        tune.with_parameters(run_trial, plan=plan.to_dict()),
+        {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
+    )
+
+
+def trial_name(trial: Any) -> str:
+    """Short trial names and folders: Tune's default spells out every hyperparameter."""
+    return trial.trial_id
+
+
+# Every epoch checkpoints and num_to_keep=1 makes Tune snapshot the experiment state each time:
+# that is what lets a killed driver resume from the latest epoch, so Tune's warning about
+# frequent snapshots is expected here, not a problem.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+def _init_ray(address: str | None) -> None:
+    if ray.is_initialized():
+        return
+    # Plug-in problems ('package.module:factory') are imported inside the trials: let the
+    # workers see the driver's working directory the way the driver does.
+    python_path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
+    runtime_env = {"env_vars": {"PYTHONPATH": python_path}}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+    else:
+        ray.init(include_dashboard=False, runtime_env=runtime_env, log_to_driver=True)
+
+
+def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = False) -> GlobalFront:
+    """Run a new search, or resume an interrupted one from its storage; returns its global front."""
+    plan_file_exists = (plan.files / "search.json").is_file()
+    tracker = SearchTracker(plan.config.tracking.uri, plan.config.tracking.experiment)
+    tracking_uri = resolve_tracking_uri(plan.config.tracking.uri)
+    if resume:
+        plan, parent_run_id = load_plan(plan.storage_dir.parent, plan.name)
+        parent_run_id = tracker.start_search(plan.name, plan.to_dict(), run_id=parent_run_id)
+    else:
+        if plan_file_exists:
+            raise ConfigError(
+                f"search '{plan.name}' already exists in {plan.storage_dir}; "
+                f"`pareto-search resume {plan.name}` continues it, or choose another --name"
+            )
+        parent_run_id = tracker.start_search(plan.name, plan.config.model_dump(mode="json"))
+        plan.save(parent_run_id)
+    _init_ray(address)
+    trainable = _trainable(plan)
+    if resume and tune.Tuner.can_restore(str(plan.storage_dir)):
+        tuner = tune.Tuner.restore(
+            str(plan.storage_dir),
+            trainable=trainable,
+            resume_unfinished=True,
+            resume_errored=False,
+            restart_errored=False,
+        )
+    else:
+        search = plan.config.search
+        scheduler = _scheduler(plan)
+        callbacks: list[tune.Callback] = [SearchCallback(plan, parent_run_id, tracking_uri)]
+        if isinstance(scheduler, ParetoASHA):  # Tune checkpoints callbacks, not schedulers: carry its state
+            callbacks.append(ParetoASHAStateCallback(scheduler))
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space(plan.config),
+            tune_config=tune.TuneConfig(
+                search_alg=_searcher(plan),
+                scheduler=scheduler,
+                num_samples=search.num_samples,
+                max_concurrent_trials=search.max_concurrent_trials,
+                trial_name_creator=trial_name,
+                trial_dirname_creator=trial_name,
+            ),
+            run_config=tune.RunConfig(
+                name=plan.name,
+                storage_path=str(plan.storage_dir.parent),
+                callbacks=callbacks,
+                failure_config=tune.FailureConfig(max_failures=search.max_failures),
+                # The latest checkpoint is all a trial needs to resume; older ones are dead weight.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                verbose=1,
+            ),
+        )
+    results = tuner.fit()
+    front = GlobalFront.load(plan.front_path) if plan.front_path.is_file() else None
+    errors = sum(1 for r in results if r.error is not None)
+    status = "FINISHED"
+    tracker.set_tags(parent_run_id, {"pareto_search.failed_trials": str(errors)})
+    tracker.end_run(parent_run_id, status)
+    if front is None:
+        print(f"[{plan.name}] no trial reported a point", file=sys.stderr)
+        objectives = plan.objectives
+        front = GlobalFront(plan.name, objectives, plan.reference_point, plan.front_path)
+    return front
+
+
+def storage_of(name: str, storage: str | Path) -> Path:
+    return Path(storage).expanduser().resolve() / name

@@ -1,0 +1,101 @@
+"""What Ray runs for one trial: build the trial from the config, train, report, checkpoint.
+
+Every epoch the trial reports its members' objectives (own directions and minimization
+form), its own hypervolume, and a checkpoint holding the full trainer state plus each member's
+weights. Ray keeps the latest checkpoint, so a retried or resumed trial continues from its last
+epoch, bit-identically (see trials/loop.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from pareto_search.config import parse_config
+from pareto_search.pareto import Front, FrontPoint, NonFiniteValuesWarning, Objective
+from pareto_search.search.space import unpack
+from trials.loop import EpochReport, Trainer
+
+TRAINER_FILE = "trainer.pt"
+
+
+def member_file(member: int) -> str:
+    return f"member_{member}.pt"
+
+
+def _device(requested: str) -> str:
+    """``auto``: the GPU Ray assigned to this trial (CUDA_VISIBLE_DEVICES is set by Ray, so
+    ``cuda`` is that GPU), else the CPU."""
+    if requested == "auto":
+        return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def _threads() -> int:
+    resources = tune.get_context().get_trial_resources()
+    cpus = resources.required_resources.get("CPU", 1) if resources is not None else 1
+    return max(1, math.floor(cpus))
+
+
+def epoch_metrics(
+    report: EpochReport, objectives: tuple[Objective, ...], reference_point: tuple[float, ...], label: str
+) -> dict[str, Any]:
+    values = [[float(m.metrics[o.name]) for o in objectives] for m in report.members]
+    signs = [1.0 if o.direction == "min" else -1.0 for o in objectives]
+    points_min = [[s * v for s, v in zip(signs, row, strict=True)] for row in values]
+    front = Front(
+        objectives, tuple(FrontPoint(f"m{m.member}", tuple(row)) for m, row in zip(report.members, values, strict=True))
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonFiniteValuesWarning)  # a NaN member simply adds no volume
+        trial_hv = front.hypervolume(reference_point).value
+    metrics: dict[str, Any] = {
+        "label": label,
+        "members": len(values),
+        "values": values,
+        "points_min": points_min,
+        "preferences": [m.preference for m in report.members],
+        "train_losses": [m.train_losses for m in report.members],
+        "trial_hv": trial_hv,
+        "epoch_seconds": report.train_seconds + report.eval_seconds,
+    }
+    for k, row in enumerate(values):
+        for objective, value in zip(objectives, row, strict=True):
+            metrics[f"m{k}/{objective.name}"] = value
+    for j, objective in enumerate(objectives):  # each objective's best over the members (for Optuna)
+        column = [row[j] for row in values if math.isfinite(row[j])]
+        best = (min(column) if objective.direction == "min" else max(column)) if column else math.nan
+        metrics[f"best/{objective.name}"] = best
+    return metrics
+
+
+def run_trial(params: dict[str, Any], *, plan: dict[str, Any]) -> None:
+    """The Tune function trainable; ``plan`` is :meth:`SearchPlan.to_dict` (plain data)."""
+    config = parse_config(plan["config"])
+    objectives = tuple(Objective(o["name"], o["direction"]) for o in plan["objectives"])
+    reference_point = tuple(plan["reference_point"])
+    variant, values, seed = unpack(params)
+    spec = config.trial_spec(variant, values, seed)
+    spec = dataclasses.replace(spec, device=_device(spec.device))
+    trainer = Trainer(spec, num_threads=_threads())
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            trainer.load_checkpoint(Path(folder) / TRAINER_FILE)
+    label = config.solvers[variant].display_label()
+    while not trainer.done:
+        report = trainer.train_epoch()
+        metrics = epoch_metrics(report, objectives, reference_point, label)
+        with tempfile.TemporaryDirectory() as folder:
+            trainer.save_checkpoint(Path(folder) / TRAINER_FILE)
+            for k, weights in enumerate(trainer.member_weights()):
+                torch.save(weights, Path(folder) / member_file(k))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

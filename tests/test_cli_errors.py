@@ -1,0 +1,172 @@
+"""Bad configs and CLI uses: each refused in one line naming the field, before Ray starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pareto_search.cli import main
+
+GOOD: dict[str, Any] = {
+    "name": "bad",
+    "problem": {"name": "toy2d"},
+    "reference_point": [1.0, 1.0],
+    "epochs": 2,
+    "solvers": [{"solver": "linear", "optimizer": {"lr": 0.01}}],
+}
+
+
+def _with(**changes: Any) -> dict[str, Any]:
+    return {**GOOD, **changes}
+
+
+CASES: list[tuple[str, Any, str]] = [
+    ("unknown top-level key", _with(epoch=3), r"unknown key `epoch`; allowed: name, problem"),
+    ("unknown problem", _with(problem={"name": "mnist3"}), r"`problem.name`: must be one of .*toy2d.*found 'mnist3'"),
+    ("bad plug-in path", _with(problem={"name": "no_such_pkg.mod:make"}), r"`problem`: .*cannot import module"),
+    ("bad problem argument", _with(problem={"name": "toy2d", "args": {"n": -3}}), r"`problem`: .*`n`.*found -3"),
+    ("unknown solver", _with(solvers=[{"solver": "mgdaa"}]), r"`solvers\[0\].solver`: solver 'mgdaa' is unknown"),
+    (
+        "unknown hyperparameter",
+        _with(solvers=[{"solver": "tchebycheff", "solver_args": {"marg": 1}}]),
+        r"unknown hyperparameter `marg`; allowed: margin, ideal",
+    ),
+    (
+        "invalid hyperparameter in a choice",
+        _with(solvers=[{"solver": "tchebycheff", "solver_args": {"margin": {"choice": [0.1, -2]}}}]),
+        r"`margin` must be a float >= 0, found -2",
+    ),
+    (
+        "negative learning rate",
+        _with(solvers=[{"solver": "linear", "optimizer": {"lr": -0.1}}]),
+        r"`solvers\[0\].optimizer.lr` must be a float > 0, found -0.1",
+    ),
+    (
+        "loguniform from zero",
+        _with(solvers=[{"solver": "linear", "optimizer": {"lr": {"loguniform": [0, 1]}}}]),
+        r"`solvers\[0\].optimizer.lr`: loguniform needs low > 0",
+    ),
+    (
+        "unknown transfer key",
+        _with(solvers=[{"solver": "linear", "population": {"transfer": {"epsilon": 1}}}]),
+        r"unknown key `solvers\[0\].population.transfer.epsilon`; allowed: eps0",
+    ),
+    (
+        "eps0 above one",
+        _with(solvers=[{"solver": "linear", "population": {"size": 3, "transfer": {"eps0": 2}}}]),
+        r"`solvers\[0\].population.transfer.eps0` must be in \[0, 1\], found 2",
+    ),
+    (
+        "empty population",
+        _with(
+            problem={"name": "tests.fault_problems:diverging"},
+            reference_point=[1, 1],
+            solvers=[{"solver": "linear", "population": {"size": 0}}],
+        ),
+        r"`solvers\[0\].population.size` must be an integer >= 1, found 0",
+    ),
+    ("unknown algorithm", _with(search={"algorithm": "bayesopt"}), r"`search.algorithm`: .*found 'bayesopt'"),
+    ("unknown scheduler", _with(search={"scheduler": {"name": "pbt"}}), r"`search.scheduler.name`: .*found 'pbt'"),
+    (
+        "grid with optuna",
+        _with(
+            search={"algorithm": "optuna"}, solvers=[{"solver": "linear", "optimizer": {"lr": {"grid": [0.1, 0.01]}}}]
+        ),
+        r"`solvers\[0\].optimizer.lr`: grid is not supported with search.algorithm optuna",
+    ),
+    ("zero samples", _with(search={"num_samples": 0}), r"`search.num_samples`: .*found 0"),
+    ("no CPUs", _with(resources={"cpus_per_trial": 0}), r"`resources.cpus_per_trial`: .*found 0"),
+    ("reference point length", _with(reference_point=[1.0]), r"`reference_point`: needs 2 values"),
+    (
+        "reference point missing",
+        {
+            k: v
+            for k, v in _with(
+                objectives=[{"name": "f1", "direction": "min"}, {"name": "f2", "direction": "min"}]
+            ).items()
+            if k != "reference_point"
+        }
+        | {
+            "problem": {"name": "tests.fault_problems:diverging"},
+            "objectives": [{"name": "f2", "direction": "min"}, {"name": "f1", "direction": "min"}],
+        },
+        r"`reference_point` is required for objectives \['f2', 'f1'\]",
+    ),
+    (
+        "unknown objective",
+        _with(objectives=[{"name": "f1", "direction": "min"}, {"name": "acc", "direction": "max"}]),
+        r"`objectives\[1\].name`: problem 'toy2d' has no metric 'acc'; allowed: f1 \(min\), f2 \(min\)",
+    ),
+    (
+        "wrong objective direction",
+        _with(objectives=[{"name": "f1", "direction": "max"}, {"name": "f2", "direction": "min"}]),
+        r"`objectives\[0\].direction`: f1 is better when smaller: it must be 'min', found 'max'",
+    ),
+    ("bad name", _with(name="my search"), r"`name`: String should match pattern"),
+    ("cuda without GPUs", _with(device="cuda"), r"`device` is 'cuda' but `resources.gpus_per_trial` is 0"),
+    (
+        "duplicate labels",
+        _with(solvers=[{"solver": "linear"}, {"solver": "linear"}]),
+        r"`solvers`: labels must be unique, found 'linear' twice",
+    ),
+    ("not a mapping", ["a", "list"], r"a config must be a mapping of keys to values, found list"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _no_ray_started():
+    import ray
+
+    assert not ray.is_initialized()
+    yield
+    assert not ray.is_initialized(), "an invalid input started Ray"
+
+
+@pytest.mark.parametrize(("what", "config", "message"), CASES, ids=[c[0] for c in CASES])
+def test_invalid_config_is_refused_in_one_line(tmp_path, monkeypatch, capsys, what, config, message) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the fault plug-in lives in tests/
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--storage", str(tmp_path / "searches")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("pareto-search run: error: ")
+    import re
+
+    assert re.search(message, err), err
+    assert not (tmp_path / "searches").exists(), "nothing may be written for an invalid config"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "does/not/exist.yaml"], r"config file 'does/not/exist.yaml' not found"),
+        (["front", "nope"], r"search 'nope' not found"),
+        (["resume", "nope"], r"search 'nope' not found"),
+        (["compare", "nope", "other"], r"search 'nope' not found"),
+        (["front", "x", "--format", "xml"], r"argument --format: invalid choice: 'xml'"),
+        (["frontier"], r"invalid choice: 'frontier'"),
+    ],
+)
+def test_invalid_cli_use_is_refused_in_one_line(tmp_path, monkeypatch, capsys, argv, message) -> None:
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0, err
+    import re
+
+    assert re.search(message, err), err
+
+
+def test_invalid_yaml_names_the_line(tmp_path, capsys) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nproblem: [unclosed\n")
+    assert main(["run", str(path)]) == 2
+    assert "is not valid YAML at line 3" in capsys.readouterr().err

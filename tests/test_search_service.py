@@ -1,0 +1,228 @@
+"""End-to-end searches through Ray Tune and MLflow on toy problems (slow: they start Ray)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pytest
+import ray
+import torch
+import yaml
+
+from pareto_search.cli import main
+from pareto_search.config import parse_config
+from pareto_search.pareto import Front, FrontPoint, Objective
+from pareto_search.plan import make_plan
+from pareto_search.search.runner import run_search
+from trials.problems import make_problem
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ray_once():
+    """One embedded Ray for the in-process searches of this module (start-up costs seconds);
+    its workers import the test plug-in problems from the repository root."""
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    yield
+    ray.shutdown()
+
+
+def _config(tmp_path: Path, name: str, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "name": name,
+        "problem": {"name": "toy2d", "args": {"steps_per_epoch": 20}},
+        "reference_point": [1.0, 1.0],
+        "epochs": 2,
+        "solvers": [
+            {
+                "label": "mt2o",
+                "solver": "tchebycheff",
+                "solver_args": {"ideal": [0.0, 0.0]},
+                "population": {"size": 3, "transfer": {"eps0": 0.3, "period": 5}},
+                "optimizer": {"name": "adam", "lr": {"loguniform": [0.01, 0.05]}},
+            },
+            {"label": "linear", "solver": "linear", "optimizer": {"name": "adam", "lr": {"choice": [0.01, 0.03]}}},
+        ],
+        "search": {"algorithm": "random", "num_samples": 2, "max_failures": 0},
+        "resources": {"cpus_per_trial": 1},
+        "storage": str(tmp_path / "searches"),
+        "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "tests"},
+    }
+    config.update(overrides)
+    return config
+
+
+def _runs(tmp_path: Path, name: str):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    parent = mlflow.search_runs(
+        experiment_names=["tests"],
+        filter_string=f"tags.`pareto_search.search` = '{name}' and tags.`pareto_search.kind` = 'search'",
+        output_format="list",
+    )
+    assert len(parent) == 1
+    children = mlflow.search_runs(
+        experiment_names=["tests"],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent[0].info.run_id}'",
+        output_format="list",
+    )
+    return parent[0], children
+
+
+def test_four_trial_search_tracks_everything(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    plan = make_plan(parse_config(_config(tmp_path, "four")))
+    front = run_search(plan)
+    parent, children = _runs(tmp_path, "four")
+
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    client = mlflow.MlflowClient()
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"front.json", "front.csv", "front.png", "front.html", "config.yaml"} <= artifacts
+    for child in children:  # two epochs of metrics per trial
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "trial_hv")] == [1, 2]
+
+    # `front --format json` is exactly the MLflow artifact
+    capsys.readouterr()
+    assert main(["front", "four", "--format", "json", "--storage", str(tmp_path / "searches")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    local = client.download_artifacts(parent.info.run_id, "front.json", str(tmp_path))
+    assert printed == json.loads(Path(local).read_text())
+
+    # its HV is recomputable from its points and reference point, and is the global HV
+    objectives = [Objective(n, d) for n, d in zip(printed["objectives"], printed["directions"], strict=True)]
+    points = tuple(FrontPoint(f"p{i}", tuple(p["values"])) for i, p in enumerate(printed["points"]))
+    recomputed = Front(objectives, points).hypervolume(printed["reference_point"]).value
+    assert recomputed == pytest.approx(printed["hypervolume"], rel=1e-12)
+    assert printed["hypervolume"] == pytest.approx(front.hypervolume().value, rel=1e-12)
+    assert 0.0 < printed["hypervolume"] < 0.342116  # below the exact continuous front's HV
+
+    # every front point's weights are stored cheaply on its trial's run and load into the model
+    model = make_problem("toy2d").make_model()
+    for point in printed["points"]:
+        assert point["model_uri"].startswith("runs:/")
+        path = mlflow.artifacts.download_artifacts(point["model_uri"], dst_path=str(tmp_path / "dl"))
+        model.load_state_dict(torch.load(path, weights_only=True))
+        f = torch.stack([1 - torch.exp(-((model.trunk.x - s / np.sqrt(20)) ** 2).sum()) for s in (1, -1)])
+        assert f.tolist() == pytest.approx(point["values"], abs=1e-6)
+    on_front = [c for c in children if c.data.tags.get("pareto_search.on_front") == "true"]
+    assert {c.data.tags["pareto_search.trial_id"] for c in on_front} == {p["trial_id"] for p in printed["points"]}
+
+
+@pytest.mark.parametrize(("mode", "error"), [("nan", "NonFiniteLossError"), ("raise", "simulated crash")])
+def test_failing_trial_is_marked_failed_and_excluded(tmp_path, monkeypatch, mode: str, error: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = _config(
+        tmp_path,
+        f"fail-{mode}",
+        problem={"name": "tests.fault_problems:diverging", "args": {"mode": mode}},
+        reference_point=None,
+        solvers=[
+            {"label": "ok", "solver": "linear", "optimizer": {"name": "sgd", "lr": 0.1}},
+            {"label": "diverges", "solver": "linear", "optimizer": {"name": "sgd", "lr": 10.0}},
+        ],
+        search={"algorithm": "grid", "num_samples": 1, "max_failures": 0},
+    )
+    front = run_search(make_plan(parse_config(config)))
+    parent, children = _runs(tmp_path, f"fail-{mode}")
+    assert parent.info.status == "FINISHED"  # the search finished despite the failure
+    by_status = {c.info.status: c for c in children}
+    assert sorted(by_status) == ["FAILED", "FINISHED"]
+    assert error in by_status["FAILED"].data.tags["pareto_search.error"]
+    failed_trial = by_status["FAILED"].data.tags["pareto_search.trial_id"]
+    assert all(p.data["trial_id"] != failed_trial for p in front.points.values())
+    assert len(front.front()) == 1 and front.front().points[0].values == pytest.approx((1.0, 1.0), abs=1e-3)
+
+
+def _cli(args: list[str], cwd: Path, **kwargs: Any) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pareto_search.cli", *args],
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
+
+
+def _points(front_json: dict[str, Any]) -> list[tuple[str, int, tuple[float, ...]]]:
+    # trial ids carry a random prefix per run; the suffix (the trial's index) is stable
+    return sorted((p["trial_id"].split("_")[-1], p["member"], tuple(p["values"])) for p in front_json["points"])
+
+
+def test_killed_driver_resumes_to_the_same_front(tmp_path) -> None:
+    config = _config(
+        tmp_path,
+        "resumable",
+        epochs=5,
+        problem={"name": "toy2d", "args": {"steps_per_epoch": 150}},
+        search={"algorithm": "random", "num_samples": 2, "max_concurrent_trials": 1},
+    )
+    for run in ("straight", "killed"):
+        (tmp_path / run).mkdir()
+        path = tmp_path / run / "config.yaml"
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    **config,
+                    "storage": str(tmp_path / run / "searches"),
+                    "tracking": {"uri": f"sqlite:///{tmp_path}/{run}/mlflow.db"},
+                }
+            )
+        )
+
+    straight = _cli(["run", str(tmp_path / "straight" / "config.yaml")], tmp_path / "straight")
+    out_straight, _ = straight.communicate(timeout=400)
+    assert straight.returncode == 0, out_straight[-3000:]
+    killed = _cli(["run", str(tmp_path / "killed" / "config.yaml")], tmp_path / "killed")
+    front_file = tmp_path / "killed" / "searches" / "resumable" / "pareto_search" / "front_points.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and killed.poll() is None:  # kill once a trial is done, mid-search
+        if front_file.is_file():
+            epochs = [p["data"].get("epoch", 0) for p in json.loads(front_file.read_text())["points"]]
+            if epochs.count(5) >= 3:
+                break
+        time.sleep(0.5)
+    assert killed.poll() is None, "the search ended before it could be killed"
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=30)
+
+    resumed = _cli(["resume", "resumable", "--storage", str(tmp_path / "killed" / "searches")], tmp_path / "killed")
+    out_resumed, _ = resumed.communicate(timeout=400)
+    assert resumed.returncode == 0, out_resumed[-3000:]
+
+    fronts = []
+    for run in ("straight", "killed"):
+        printed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pareto_search.cli",
+                "front",
+                "resumable",
+                "--format",
+                "json",
+                "--storage",
+                str(tmp_path / run / "searches"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        fronts.append(json.loads(printed.stdout))
+    assert _points(fronts[0]) == _points(fronts[1])
+    assert fronts[0]["hypervolume"] == fronts[1]["hypervolume"]
