@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -147,6 +148,10 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Plug-in problems ('package.module:factory') are found from the working directory, as with
+    # `python -m` (a console script alone would not look there); Ray's workers get the same path.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
