@@ -41,6 +41,7 @@ lint: install
 
 bench: install data
 	$(BIN)/python benchmarks/engine_throughput.py
+	$(BIN)/python benchmarks/search_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

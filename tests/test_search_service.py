@@ -64,17 +64,17 @@ def _config(tmp_path: Path, name: str, **overrides: Any) -> dict[str, Any]:
 
 
 def _runs(tmp_path: Path, name: str):
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    parent = mlflow.search_runs(
-        experiment_names=["tests"],
+    # A client bound to this test's store, never the process-wide fluent URI: setting that
+    # globally would leak into every later test in the session.
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment_ids = [client.get_experiment_by_name("tests").experiment_id]
+    parent = client.search_runs(
+        experiment_ids,
         filter_string=f"tags.`pareto_search.search` = '{name}' and tags.`pareto_search.kind` = 'search'",
-        output_format="list",
     )
     assert len(parent) == 1
-    children = mlflow.search_runs(
-        experiment_names=["tests"],
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent[0].info.run_id}'",
-        output_format="list",
+    children = client.search_runs(
+        experiment_ids, filter_string=f"tags.`mlflow.parentRunId` = '{parent[0].info.run_id}'"
     )
     return parent[0], children
 
@@ -87,7 +87,7 @@ def test_four_trial_search_tracks_everything(tmp_path, monkeypatch, capsys) -> N
 
     assert parent.info.status == "FINISHED"
     assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"front.json", "front.csv", "front.png", "front.html", "config.yaml"} <= artifacts
     for child in children:  # two epochs of metrics per trial

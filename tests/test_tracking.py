@@ -81,7 +81,8 @@ def test_parent_and_nested_children_are_found_by_parent_run_id(
 ) -> None:
     parent = tracker.start_search("nested", CONFIG)
     children = [tracker.start_trial(parent, f"trial_{i}", {"solver": "mgda", "lr": 10.0**-i}) for i in range(3)]
-    # The fluent `mlflow.search_runs` reads the global tracking URI, which falls back to the env var.
+    # The fluent `mlflow.search_runs` reads the global tracking URI, which falls back to the env var
+    # (tests/conftest.py makes sure no earlier test left a global URI behind).
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracker.tracking_uri)
     df = mlflow.search_runs(
         experiment_ids=[tracker.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'"
