@@ -31,6 +31,7 @@ class MemberReport:
     preference: list[float]
     metrics: dict[str, float]  # validation metrics, every one the problem defines
     train_losses: list[float]  # per-task mean training loss over the epoch
+    diagnostics: dict[str, float] = field(default_factory=dict)  # the solver's own per-epoch scalars
 
 
 @dataclass
@@ -86,6 +87,7 @@ class Trainer:
             sums += self.population.train_step(batch).to(torch.float64).cpu()
             batches += 1
         self.epoch += 1
+        self.population.end_epoch(self.epoch, sums / max(batches, 1))
         train_seconds = time.perf_counter() - start
         start = time.perf_counter()
         members = [
@@ -94,6 +96,7 @@ class Trainer:
                 preference=m.preference.tolist(),
                 metrics=self.problem.evaluate(m.model, "val", self.device),
                 train_losses=(sums[m.index] / max(batches, 1)).tolist(),
+                diagnostics=m.solver.diagnostics(),
             )
             for m in self.population.members
         ]

@@ -72,7 +72,12 @@ class Population:
         self.members: list[Member] = []
         for k in range(pop.size):
             model = copy.deepcopy(template)
-            optimizer = make_optimizer(list(model.parameters()), spec.optimizer)
+            solver = build_solver(
+                spec.solver, num_tasks, self.preferences[k], spec.solver_args,
+                population_preferences=self.preferences,
+            )
+            # The method's own learnable parameters (if any) train with the model's, same optimizer.
+            optimizer = make_optimizer(list(model.parameters()) + solver.extra_parameters(), spec.optimizer)
             self.members.append(
                 Member(
                     index=k,
@@ -80,7 +85,7 @@ class Population:
                     model=model,
                     optimizer=optimizer,
                     scheduler=make_scheduler(optimizer, spec.optimizer, self.total_steps),
-                    solver=build_solver(spec.solver, num_tasks, self.preferences[k], spec.solver_args),
+                    solver=solver,
                 )
             )
         self.transfer = ParameterTransfer(pop.transfer, self.preferences, self.total_steps)
@@ -114,9 +119,14 @@ class Population:
             closure=(lambda: self.problem.task_losses(model(batch.inputs), batch)) if needs.loss_closure else None,
         )
         solver.backward(ctx)
-        member.optimizer.step()
+        solver.step(ctx)
         member.scheduler.step()
         return losses.detach()
+
+    def end_epoch(self, epoch: int, mean_train_losses: Tensor) -> None:
+        """Hand every member's solver its ``(T,)`` mean training losses of the finished epoch."""
+        for member in self.members:
+            member.solver.end_epoch(epoch, mean_train_losses[member.index])
 
     def _objective_on(self, batch: Batch):  # -> transfer.Objective
         @torch.no_grad()

@@ -70,6 +70,8 @@ def epoch_metrics(
     for k, row in enumerate(values):
         for objective, value in zip(objectives, row, strict=True):
             metrics[f"m{k}/{objective.name}"] = value
+    for member in report.members:  # the solver's own scalars (e.g. AdaTask's relative AU), logged per member
+        metrics.update({f"m{member.member}/diag/{name}": value for name, value in member.diagnostics.items()})
     for j, objective in enumerate(objectives):  # each objective's best over the members (for Optuna)
         column = [row[j] for row in values if math.isfinite(row[j])]
         best = (min(column) if objective.direction == "min" else max(column)) if column else math.nan

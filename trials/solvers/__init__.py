@@ -58,5 +58,14 @@ def make_params(name: str, params: Mapping[str, Any] | None = None) -> Hyperpara
         raise InvalidHyperparameterError(f"solver '{name}': invalid hyperparameters {params} ({exc})") from exc
 
 
-def build_solver(name: str, num_tasks: int, preference: Tensor, params: Mapping[str, Any] | None = None) -> Solver:
-    return solver_class(name)(num_tasks, preference, make_params(name, params))
+def build_solver(
+    name: str,
+    num_tasks: int,
+    preference: Tensor,
+    params: Mapping[str, Any] | None = None,
+    *,
+    population_preferences: Tensor | None = None,
+) -> Solver:
+    return solver_class(name)(
+        num_tasks, preference, make_params(name, params), population_preferences=population_preferences
+    )

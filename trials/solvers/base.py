@@ -7,6 +7,14 @@ the member's optimizer then steps. The loop never branches on a solver's name: a
 
 Adding a solver: one file with a subclass, one line in ``trials/solvers/__init__.py``, one
 test class inheriting ``trials.solvers.contract.SolverContract``.
+
+Hooks a solver may override, all called for every solver alike (the loop never asks which one
+it is): ``extra_parameters()`` (learnable parameters of the method itself, e.g. uncertainty
+weighting's log-variances: the population adds them to the member's optimizer), ``step(ctx)``
+(the parameter update; default: the member's optimizer steps on the ``.grad`` that
+``backward`` filled; AdaTask keeps its own per-task moments), ``end_epoch(...)`` (epoch-level
+state, e.g. DWA's loss history) and ``diagnostics()`` (per-epoch scalars the service logs,
+e.g. AdaTask's relative AU per layer).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from trials.models import MultiTaskModel
 
@@ -66,18 +74,54 @@ class Solver(ABC):
     Params: ClassVar[type[Hyperparameters]] = Hyperparameters
     needs: ClassVar[Needs] = Needs()
 
-    def __init__(self, num_tasks: int, preference: Tensor, params: Hyperparameters | None = None) -> None:
+    def __init__(
+        self,
+        num_tasks: int,
+        preference: Tensor,
+        params: Hyperparameters | None = None,
+        *,
+        population_preferences: Tensor | None = None,
+    ) -> None:
         if preference.shape != (num_tasks,):
             raise InvalidHyperparameterError(
                 f"solver '{self.name}': preference must have shape ({num_tasks},), found {tuple(preference.shape)}"
             )
         self.num_tasks = num_tasks
         self.preference = preference.detach().clone().to(torch.float64)
+        # All K preference vectors of the population (K, T): finite-set methods such as PMTL
+        # partition the objective space with them. A lone solver sees only its own.
+        self.population_preferences = (
+            population_preferences.detach().clone().to(torch.float64)
+            if population_preferences is not None
+            else self.preference[None]
+        )
         self.params = params if params is not None else self.Params()
+        self.setup()
+
+    def setup(self) -> None:
+        """Per-solver initialization after the common fields are set: override this, not ``__init__``
+        (checks that need ``num_tasks``, state buffers, learnable parameters)."""
+        return None
 
     @abstractmethod
     def backward(self, ctx: StepContext) -> None:
         """Fill ``.grad`` of the model's parameters for this step (they start at ``None``)."""
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Learnable parameters of the method itself; the population optimizes them with the model."""
+        return []
+
+    def step(self, ctx: StepContext) -> None:
+        """Update the parameters after ``backward``. Default: the member's optimizer steps."""
+        ctx.optimizer.step()
+
+    def end_epoch(self, epoch: int, mean_train_losses: Tensor) -> None:
+        """Called after every training epoch with the member's per-task mean training losses ``(T,)``."""
+        return None
+
+    def diagnostics(self) -> dict[str, float]:
+        """Per-epoch scalars worth logging (names without spaces); empty for most solvers."""
+        return {}
 
     def objective(self, losses: Tensor) -> Tensor:
         """The member's scalar subproblem value f_k(losses); used to judge parameter transfer.

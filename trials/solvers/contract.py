@@ -94,9 +94,12 @@ class SolverContract:
     def _run(self, population: Population, steps: int, start: int = 0) -> list[Tensor]:
         problem = population.problem
         losses, epoch = [], start // problem.steps_per_epoch()
+        per_epoch = problem.steps_per_epoch()
         while len(losses) < steps:
             for batch in problem.train_batches(torch.Generator().manual_seed(epoch)):
                 losses.append(population.train_step(batch))
+                if (start + len(losses)) % per_epoch == 0:  # an epoch finished: the loop's epoch hook
+                    population.end_epoch(epoch + 1, torch.stack(losses[-per_epoch:]).mean(0))
                 if len(losses) == steps:
                     break
             epoch += 1

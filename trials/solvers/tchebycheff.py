@@ -37,10 +37,10 @@ class TchebycheffScalarization(Solver):
     Params = TchebycheffParams
     params: TchebycheffParams
 
-    def __init__(self, num_tasks: int, preference: Tensor, params: TchebycheffParams | None = None) -> None:
-        super().__init__(num_tasks, preference, params)
+    def setup(self) -> None:
         if self.params.ideal is not None:
-            require(len(self.params.ideal) == num_tasks, self.name, "ideal", self.params.ideal, f"{num_tasks} values")
+            ideal, tasks = self.params.ideal, self.num_tasks
+            require(len(ideal) == tasks, self.name, "ideal", ideal, f"{tasks} values")
         self.running_min: Tensor | None = None  # per-task minimum loss seen so far
 
     def _reference(self, losses: Tensor) -> Tensor:
