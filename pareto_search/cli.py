@@ -52,7 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--no-mlflow", action="store_true", help="do not log the overlay plot to MLflow")
     _storage_arg(compare)
 
-    commands.add_parser("solvers", help="list the solvers with their hyperparameters and papers")
+    groups = commands.add_parser("groups", help="group tasks by their measured affinity (TAG) for a network budget")
+    groups.add_argument("name")
+    groups.add_argument("--budget", type=int, required=True, help="how many networks may serve the tasks")
+    groups.add_argument("--trial", help="use this trial's affinity (default: the mean over the search's trials)")
+    groups.add_argument("--format", choices=["table", "json"], default="table")
+    _storage_arg(groups)
+
+    solvers = commands.add_parser("solvers", help="list the solvers with their hyperparameters and papers")
+    solvers.add_argument("--format", choices=["table", "json"], default="table")
     return parser
 
 
@@ -122,19 +130,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_solvers(_: argparse.Namespace) -> int:
-    import dataclasses
+def _cmd_groups(args: argparse.Namespace) -> int:
+    from pareto_search.groups import search_groups
 
-    from trials.solvers import SOLVERS
+    report = search_groups(args.storage, args.name, args.budget, args.trial)
+    print(json.dumps(report.to_json(), indent=2) if args.format == "json" else report.to_text())
+    return 0
 
-    for name, cls in sorted(SOLVERS.items()):
-        print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
-        print(f"    paper: {cls.paper}")
-        fields = dataclasses.fields(cls.Params)
-        if not fields:
-            print("    hyperparameters: (none)")
-        for f in fields:
-            print(f"    {f.name} = {f.default!r}")
+
+def _cmd_solvers(args: argparse.Namespace) -> int:
+    from pareto_search.solver_catalog import catalog, format_text
+
+    infos = catalog()
+    print(json.dumps([i.to_json() for i in infos], indent=2) if args.format == "json" else format_text(infos))
     return 0
 
 
@@ -143,6 +151,7 @@ COMMANDS = {
     "resume": _cmd_resume,
     "front": _cmd_front,
     "compare": _cmd_compare,
+    "groups": _cmd_groups,
     "solvers": _cmd_solvers,
 }
 

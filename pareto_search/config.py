@@ -146,6 +146,16 @@ class TrackingConfig(_Strict):
     experiment: str = "pareto_search"
 
 
+class DiagnosticsConfig(_Strict):
+    """Measurements that do not change training (see trials/affinity.py)."""
+
+    # TAG's lookahead inter-task affinity of each trial's member 0, every this many steps; 0 = off
+    # (the default: a measurement costs T backward and T+1 forward passes). Needed by `groups`.
+    affinity_every: int = Field(0, ge=0)
+    # "optimizer": the optimizer's real next update (TAG); "sgd": θ − lr·g_i at the current lr.
+    affinity_lookahead: Literal["optimizer", "sgd"] = "optimizer"
+
+
 class SearchConfig(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     problem: ProblemConfig
@@ -161,6 +171,7 @@ class SearchConfig(_Strict):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     storage: str = "searches"  # relative paths are taken from the working directory
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
 
     @field_validator("reference_point")
     @classmethod
@@ -197,6 +208,8 @@ class SearchConfig(_Strict):
             "epochs": self.epochs,
             "seed": seed,
             "device": self.device,
+            "affinity_every": self.diagnostics.affinity_every,
+            "affinity_lookahead": self.diagnostics.affinity_lookahead,
             **copy.deepcopy(dict(sampled)),
         }
         return TrialSpec.from_dict(data)

@@ -113,6 +113,11 @@ CASES: list[tuple[str, Any, str]] = [
         r"`solvers`: labels must be unique, found 'linear' twice",
     ),
     ("not a mapping", ["a", "list"], r"a config must be a mapping of keys to values, found list"),
+    (
+        "negative affinity frequency",
+        _with(diagnostics={"affinity_every": -1}),
+        r"`diagnostics.affinity_every`: .*greater than or equal to 0, found -1",
+    ),
 ]
 
 

@@ -22,7 +22,14 @@ def repo_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_builtin_names_resolve() -> None:
-    assert set(PROBLEMS) == {"toy2d", "zdt1", "zdt2", "multi_mnist", "multi_fashion", "multi_fashion_mnist"}
+    assert set(PROBLEMS) == {
+        "toy2d", "zdt1", "zdt2", "multi_mnist", "multi_fashion", "multi_fashion_mnist",
+        "related3",  # TAG's related pair + conflicting third task (trials/problems/related_conflicting.py)
+        "logic_gates",  # CDTT's XOR×10 + AND toy (trials/problems/logic_gates.py)
+    }
+    for name in PROBLEMS:  # every registered name builds
+        if not name.startswith("multi_"):  # those need the offline data; tested in their own module
+            assert make_problem(name).name
     problem = make_problem("toy2d", {"n": 5})
     assert isinstance(problem, Toy2D) and problem.n == 5
     assert isinstance(make_problem("zdt1"), ZDT1)

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from trials.affinity import AffinityProbe, add_matrices
 from trials.population import Population
-from trials.problems import Problem, make_problem
+from trials.problems import Batch, Problem, make_problem
 from trials.spec import TrialSpec
 
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes
@@ -72,6 +73,8 @@ class Trainer:
         self.problem = problem if problem is not None else make_problem(spec.problem, spec.problem_args)
         torch.manual_seed(spec.seed)  # the shared initialization of all members comes from the seed
         self.population = Population(self.problem, spec, self.device)
+        # TAG's inter-task affinity of member 0 (trials/affinity.py); it leaves training bit-identical.
+        self.affinity = AffinityProbe(spec.affinity_every, spec.affinity_lookahead) if spec.affinity_every else None
         self.epoch = 0
         self.history: list[EpochReport] = []
 
@@ -84,6 +87,8 @@ class Trainer:
         sums = torch.zeros(len(self.population), self.problem.num_tasks, dtype=torch.float64)
         batches = 0
         for batch in self.problem.train_batches(epoch_generator(self.spec.seed, self.epoch)):
+            if self.affinity is not None and self.affinity.due(self.population.step):
+                self._measure_affinity(batch)  # before the step: at the parameters the batch meets
             sums += self.population.train_step(batch).to(torch.float64).cpu()
             batches += 1
         self.epoch += 1
@@ -101,8 +106,31 @@ class Trainer:
             for m in self.population.members
         ]
         report = EpochReport(self.epoch, members, train_seconds, time.perf_counter() - start)
+        report.extra.update(self._affinity_extra())
         self.history.append(report)
         return report
+
+    def _measure_affinity(self, batch: Batch) -> None:
+        assert self.affinity is not None
+        member = self.population.members[0]
+        self.affinity.measure(member.model, member.optimizer, self.problem, batch.to(self.device))
+
+    def _affinity_extra(self) -> dict[str, Any]:
+        """``affinity``: the epoch's mean T×T matrix (row = source task i, column = target j);
+        ``affinity_total``: the sum of the epoch means so far, what grouping uses. The total is
+        carried by the history (which checkpoints hold), so a resumed run continues it."""
+        if self.affinity is None:
+            return {}
+        mean, count = self.affinity.end_epoch()
+        totals = [r.extra["affinity_total"] for r in self.history if "affinity_total" in r.extra]
+        previous = totals[-1] if totals else None
+        extra: dict[str, Any] = {"affinity_tasks": list(self.problem.task_names), "affinity_measurements": count}
+        if mean is not None:
+            extra["affinity"] = mean
+            extra["affinity_total"] = add_matrices(previous, mean)
+        elif previous is not None:
+            extra["affinity_total"] = previous
+        return extra
 
     def run(self, callback: Callable[[EpochReport], bool | None] | None = None) -> list[EpochReport]:
         """Train until ``spec.epochs``; a callback returning ``False`` stops early."""

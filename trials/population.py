@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from trials.gradients import task_gradients
+from trials.gradients import representation_gradients, task_gradients
 from trials.models import MultiTaskModel
 from trials.preferences import make_preferences, normalize_preferences
 from trials.problems.base import Batch, Problem
@@ -117,6 +117,11 @@ class Population:
             step=self.step,
             task_gradients=task_gradients(losses, model.shared_parameters()) if needs.task_gradients else None,
             closure=(lambda: self.problem.task_losses(model(batch.inputs), batch)) if needs.loss_closure else None,
+            representation_gradients=(
+                representation_gradients(model, batch.inputs, lambda outputs: self.problem.task_losses(outputs, batch))
+                if needs.representation_gradients
+                else None
+            ),
         )
         solver.backward(ctx)
         solver.step(ctx)

@@ -17,6 +17,7 @@ OptimizerName = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["constant", "cosine"]
 Decay = Literal["linear", "cosine", "constant"]
 TransferMode = Literal["symmetric", "beneficial"]
+AffinityLookahead = Literal["optimizer", "sgd"]
 
 
 class SpecError(ValueError):
@@ -134,6 +135,13 @@ class TrialSpec:
     epochs: int = 5
     seed: int = 0
     device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto" (cuda when available)
+    # Measure TAG's lookahead inter-task affinity of member 0 every this many steps (see
+    # trials/affinity.py). 0 = off, the default: each measurement costs T backward and T+1 forward
+    # passes, more than a training step, and only task-grouping studies need it.
+    affinity_every: int = 0
+    # "optimizer": the member optimizer's real next update (momentum, Adam moments; TAG's CelebA
+    # choice); "sgd": θ − lr·g_i at the optimizer's current lr (the textbook definition).
+    affinity_lookahead: AffinityLookahead = "optimizer"
 
     def __post_init__(self) -> None:
         _check(isinstance(self.problem, str) and bool(self.problem), "problem", self.problem, "a problem name")
@@ -154,6 +162,20 @@ class TrialSpec:
             "device",
             self.device,
             "cpu, cuda, cuda:N or auto",
+        )
+        _check(
+            isinstance(self.affinity_every, int)
+            and not isinstance(self.affinity_every, bool)
+            and self.affinity_every >= 0,
+            "affinity_every",
+            self.affinity_every,
+            "an integer >= 0 (0 = off)",
+        )
+        _check(
+            self.affinity_lookahead in ("optimizer", "sgd"),
+            "affinity_lookahead",
+            self.affinity_lookahead,
+            "optimizer or sgd",
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 from ray import tune
 
 from pareto_search.fronts import GlobalFront
+from pareto_search.groups import affinity_path, record_affinity
 from pareto_search.pareto import Objective
 from pareto_search.plan import SearchPlan
 from pareto_search.search.trainable import member_file
@@ -107,11 +108,22 @@ class SearchCallback(tune.Callback):
         contribution = self.front.contribution(trial.trial_id)
         global_hv = self.front.hypervolume().value
         self.results_seen += 1
-        metrics = {key: value for key, value in result.items() if key.startswith(("m", "best/")) and "/" in key}
+        metrics = {
+            key: value for key, value in result.items() if key.startswith(("m", "best/", "affinity/")) and "/" in key
+        }
         metrics.update(trial_hv=result["trial_hv"], front_contribution=contribution)
         for k, losses in enumerate(result["train_losses"]):
             metrics.update({f"m{k}/train_loss_t{t}": v for t, v in enumerate(losses)})
         self.tracker.log_metrics(self._child(trial), metrics, step=epoch)
+        if "affinity_total" in result:  # what `pareto-search groups` reads, kept next to the front
+            record_affinity(
+                affinity_path(self.front_path),
+                trial.trial_id,
+                tasks=result["affinity_tasks"],
+                total=result["affinity_total"],
+                epoch=epoch,
+                label=label,
+            )
         self.tracker.log_metrics(
             self.parent_run_id, {"global_hv": global_hv, "front_points": len(self.front.front())}, self.results_seen
         )
@@ -151,7 +163,26 @@ class SearchCallback(tune.Callback):
                 model_uri=lambda p: self.tracker.artifact_uri(run_id, f"weights/{member_file(int(p.data['member']))}"),
                 status="failed" if status == "FAILED" else "finished",
             )
+        self._log_affinity(run_id, getattr(trial, "last_result", None) or {})
         self.tracker.end_run(run_id, status, error)  # type: ignore[arg-type]
+
+    def _log_affinity(self, run_id: str, result: dict[str, Any]) -> None:
+        """The trial's affinity summed over training, as a heatmap and JSON artifact of its run."""
+        if "affinity_total" not in result:
+            return
+        from pareto_search import plots
+
+        tasks, total = result["affinity_tasks"], result["affinity_total"]
+        self.tracker.log_json(run_id, {"tasks": tasks, "affinity_total": total}, "affinity.json")
+        with tempfile.TemporaryDirectory() as folder:
+            png = plots.heatmap_png(
+                total,
+                [f"{t} →" for t in tasks],
+                [f"→ {t}" for t in tasks],
+                Path(folder) / "affinity.png",
+                title="inter-task affinity Z(row → column), summed over epochs",
+            )
+            self.tracker.log_artifact_file(run_id, png)
 
     def publish_front(self) -> None:
         """Front artifacts and plots on the parent run, front tags on the children."""

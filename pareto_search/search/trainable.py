@@ -72,10 +72,27 @@ def epoch_metrics(
             metrics[f"m{k}/{objective.name}"] = value
     for member in report.members:  # the solver's own scalars (e.g. AdaTask's relative AU), logged per member
         metrics.update({f"m{member.member}/diag/{name}": value for name, value in member.diagnostics.items()})
+    metrics.update(affinity_metrics(report.extra))
     for j, objective in enumerate(objectives):  # each objective's best over the members (for Optuna)
         column = [row[j] for row in values if math.isfinite(row[j])]
         best = (min(column) if objective.direction == "min" else max(column)) if column else math.nan
         metrics[f"best/{objective.name}"] = best
+    return metrics
+
+
+def affinity_metrics(extra: dict[str, Any]) -> dict[str, Any]:
+    """TAG's inter-task affinity when the trial measures it (trials/affinity.py): the epoch's matrix
+    as scalars ``affinity/<source>_to_<target>`` (logged to MLflow), plus the running total and the
+    task names as plain lists for the driver (the `groups` command and the heatmap)."""
+    tasks = extra.get("affinity_tasks")
+    if tasks is None:
+        return {}
+    metrics: dict[str, Any] = {"affinity_tasks": list(tasks)}
+    if "affinity" in extra:  # absent in an epoch without a measurement (affinity_every > steps per epoch)
+        for source, row in zip(tasks, extra["affinity"], strict=True):
+            metrics.update({f"affinity/{source}_to_{target}": v for target, v in zip(tasks, row, strict=True)})
+    if "affinity_total" in extra:
+        metrics["affinity_total"] = extra["affinity_total"]
     return metrics
 
 

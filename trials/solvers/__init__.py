@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
+from trials.solvers.adatask import AdaTask
 from trials.solvers.base import (
     Hyperparameters,
     InvalidHyperparameterError,
@@ -15,8 +16,19 @@ from trials.solvers.base import (
     Solver,
     StepContext,
 )
+from trials.solvers.cagrad import CAGrad
+from trials.solvers.cdtt import CDTT
+from trials.solvers.dwa import DynamicWeightAverage
+from trials.solvers.epo import EPO
+from trials.solvers.gradnorm import GradNorm
+from trials.solvers.itmtl import ITMTL
 from trials.solvers.linear import LinearScalarization
+from trials.solvers.mgda import MGDA
+from trials.solvers.pcgrad import PCGrad
+from trials.solvers.pmtl import PMTL
 from trials.solvers.tchebycheff import TchebycheffScalarization
+from trials.solvers.torchjd_methods import IMTLG, NashMTL, UPGrad
+from trials.solvers.uncertainty import UncertaintyWeighting
 
 __all__ = [
     "SOLVERS",
@@ -32,6 +44,20 @@ __all__ = [
 SOLVERS: dict[str, type[Solver]] = {
     LinearScalarization.name: LinearScalarization,
     TchebycheffScalarization.name: TchebycheffScalarization,
+    AdaTask.name: AdaTask,
+    UncertaintyWeighting.name: UncertaintyWeighting,
+    DynamicWeightAverage.name: DynamicWeightAverage,
+    GradNorm.name: GradNorm,
+    EPO.name: EPO,
+    PMTL.name: PMTL,
+    UPGrad.name: UPGrad,
+    IMTLG.name: IMTLG,
+    NashMTL.name: NashMTL,
+    MGDA.name: MGDA,
+    PCGrad.name: PCGrad,
+    CAGrad.name: CAGrad,
+    CDTT.name: CDTT,
+    ITMTL.name: ITMTL,
 }
 
 

@@ -42,10 +42,14 @@ class Needs:
     ``task_gradients``: per-task gradients of the shared parameters, one flattened row per
     task, shape ``(T, P)``. ``loss_closure``: a function that recomputes the per-task losses on
     the same batch with the current parameters (for lookahead methods).
+    ``representation_gradients``: per-task gradients w.r.t. the shared representation
+    z = model.representation(x) of the batch, flattened over the batch, shape ``(T, B·D)``
+    (MGDA-UB, Sener & Koltun 2018: far cheaper than ``task_gradients`` for a large trunk).
     """
 
     task_gradients: bool = False
     loss_closure: bool = False
+    representation_gradients: bool = False
 
 
 @dataclass
@@ -58,6 +62,7 @@ class StepContext:
     step: int  # global step counter of this member, from 0
     task_gradients: Tensor | None = None  # (T, P) over model.shared_parameters()
     closure: Callable[[], Tensor] | None = None
+    representation_gradients: Tensor | None = None  # (T, B·D) w.r.t. model.representation(x)
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,9 @@ class Solver(ABC):
     paper: ClassVar[str]  # citation of the method it implements
     Params: ClassVar[type[Hyperparameters]] = Hyperparameters
     needs: ClassVar[Needs] = Needs()
+    # Whose code computes the update: "ours" (written here from the paper) or the library a
+    # wrapper delegates to, with its version (e.g. "torchjd 0.18.0"); listed by `pareto-search solvers`.
+    implementation: ClassVar[str] = "ours"
 
     def __init__(
         self,
