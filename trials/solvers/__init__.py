@@ -21,14 +21,16 @@ from trials.solvers.cdtt import CDTT
 from trials.solvers.dwa import DynamicWeightAverage
 from trials.solvers.epo import EPO
 from trials.solvers.gradnorm import GradNorm
+from trials.solvers.imtl_g import IMTLG
 from trials.solvers.itmtl import ITMTL
 from trials.solvers.linear import LinearScalarization
 from trials.solvers.mgda import MGDA
+from trials.solvers.nash_mtl import NashMTL
 from trials.solvers.pcgrad import PCGrad
 from trials.solvers.pmtl import PMTL
 from trials.solvers.tchebycheff import TchebycheffScalarization
-from trials.solvers.torchjd_methods import IMTLG, NashMTL, UPGrad
 from trials.solvers.uncertainty import UncertaintyWeighting
+from trials.solvers.upgrad import UPGrad
 
 __all__ = [
     "SOLVERS",
