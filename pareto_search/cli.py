@@ -77,6 +77,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pareto_search.search.runner import run_search
 
     front = run_search(plan, address=args.address)
+    _release_ray()
     print(front.to_table())
     return 0
 
@@ -88,8 +89,17 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from pareto_search.search.runner import run_search
 
     front = run_search(plan, address=args.address, resume=True)
+    _release_ray()
     print(front.to_table())
     return 0
+
+
+def _release_ray() -> None:
+    """The CLI owns this process's Ray: stop the embedded one (or disconnect from a cluster) before
+    printing the front, so the trials' buffered log lines come out before it, not after."""
+    import ray
+
+    ray.shutdown()
 
 
 def _load_front(name: str, storage: str):  # -> GlobalFront
