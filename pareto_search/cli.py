@@ -74,10 +74,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         config = parse_config({**config.model_dump(mode="json"), **overrides})
     plan = make_plan(config)
-    from pareto_search.search.runner import run_search
+    from pareto_search.search.runner import release_ray, run_search
 
     front = run_search(plan, address=args.address)
-    _release_ray()
+    release_ray()  # before printing: Ray's buffered trial logs would otherwise trail the table
     print(front.to_table())
     return 0
 
@@ -86,20 +86,13 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from pareto_search.plan import load_plan
 
     plan, _ = load_plan(args.storage, args.name)
-    from pareto_search.search.runner import run_search
+    from pareto_search.search.runner import release_ray, run_search
 
     front = run_search(plan, address=args.address, resume=True)
-    _release_ray()
+    release_ray()
     print(front.to_table())
     return 0
 
-
-def _release_ray() -> None:
-    """The CLI owns this process's Ray: stop the embedded one (or disconnect from a cluster) before
-    printing the front, so the trials' buffered log lines come out before it, not after."""
-    import ray
-
-    ray.shutdown()
 
 
 def _load_front(name: str, storage: str):  # -> GlobalFront

@@ -156,5 +156,11 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
     return front
 
 
+def release_ray() -> None:
+    """For the process that owns Ray (the CLI): stop the embedded one, or disconnect from a
+    cluster. Flushes the trials' buffered log lines first."""
+    ray.shutdown()
+
+
 def storage_of(name: str, storage: str | Path) -> Path:
     return Path(storage).expanduser().resolve() / name
