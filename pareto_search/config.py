@@ -103,6 +103,8 @@ class SolverEntry(_Strict):
             return self.label
         size = self.population.get("size", 1)
         eps0 = self.population.get("transfer", {}).get("eps0")
+        if eps0 is None:
+            eps0 = solver_class(self.solver).default_transfer_eps0
         if isinstance(size, int) and size > 1:
             kind = "independent" if eps0 == 0 else "mt2o"
             return f"{kind}-{self.solver}-k{size}"

@@ -63,6 +63,24 @@ def test_transfer_changes_the_members() -> None:
     assert _metrics(plain) != _metrics(mixed)
 
 
+@pytest.mark.parametrize(
+    ("solver", "configured", "effective"),
+    [
+        ("linear", None, 0.3),  # unset: MT2O's default for scalarizations
+        ("tchebycheff", None, 0.3),
+        ("pmtl", None, 0.0),  # finite-set methods keep their members apart unless asked
+        ("epo", None, 0.0),
+        ("pmtl", 0.2, 0.2),  # an explicit value always wins
+        ("linear", 0.0, 0.0),
+    ],
+)
+def test_unset_eps0_takes_the_solvers_default(solver: str, configured: float | None, effective: float) -> None:
+    spec = _spec(solver=solver, epochs=1, population=PopulationSpec(size=3, transfer=TransferSpec(eps0=configured)))
+    trainer = Trainer(spec, problem=ConflictingRegression())
+    assert trainer.population.transfer.spec.eps0 == effective
+    assert trainer.population.transfer.enabled == (effective > 0)
+
+
 @pytest.mark.parametrize("mode", ["symmetric", "beneficial"])
 def test_resume_from_epoch_3_is_bit_identical(tmp_path, mode: str) -> None:
     problem = ConflictingRegression()

@@ -9,6 +9,7 @@ same batches, so member k of a population with ε0 = 0 reproduces a single run w
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from trials.gradients import representation_gradients, task_gradients
 from trials.models import MultiTaskModel
 from trials.preferences import make_preferences, normalize_preferences
 from trials.problems.base import Batch, Problem
-from trials.solvers import Solver, StepContext, build_solver
+from trials.solvers import Solver, StepContext, build_solver, solver_class
 from trials.spec import OptimizerSpec, TrialSpec
 from trials.transfer import ParameterTransfer
 
@@ -73,7 +74,10 @@ class Population:
         for k in range(pop.size):
             model = copy.deepcopy(template)
             solver = build_solver(
-                spec.solver, num_tasks, self.preferences[k], spec.solver_args,
+                spec.solver,
+                num_tasks,
+                self.preferences[k],
+                spec.solver_args,
                 population_preferences=self.preferences,
             )
             # The method's own learnable parameters (if any) train with the model's, same optimizer.
@@ -88,7 +92,10 @@ class Population:
                     solver=solver,
                 )
             )
-        self.transfer = ParameterTransfer(pop.transfer, self.preferences, self.total_steps)
+        transfer = pop.transfer
+        if transfer.eps0 is None:  # unset in the config: what suits this solver (see Solver)
+            transfer = dataclasses.replace(transfer, eps0=solver_class(spec.solver).default_transfer_eps0)
+        self.transfer = ParameterTransfer(transfer, self.preferences, self.total_steps)
 
     def __len__(self) -> int:
         return len(self.members)

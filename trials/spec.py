@@ -62,8 +62,10 @@ class TransferSpec:
     every choice below is configurable; see trials/transfer.py)."""
 
     # ε0: mixing weight at the start. 0 turns transfer off: K independent scalarizations, the
-    # control for MT2O's speed claim. 0.3 keeps most of each member's own parameters.
-    eps0: float = 0.3
+    # control for MT2O's speed claim. None (unset): the solver's `default_transfer_eps0` — 0.3
+    # for scalarizations (keeps most of each member's own parameters), 0 for PMTL/EPO, whose
+    # members must stay in their own preference regions.
+    eps0: float | None = None
     decay: Decay = "linear"  # ε_t → 0 over training, so the method ends as plain gradient descent
     period: int = 10  # τ: transfer every τ steps; transfer costs O(K²·P), negligible at this rate
     # σ: kernel width in preference space, S_kj ∝ exp(−‖λ_k−λ_j‖²/σ²). 0.2 lets the nearest
@@ -72,7 +74,12 @@ class TransferSpec:
     mode: TransferMode = "symmetric"  # "beneficial": take j's parameters only if they lower f_k
 
     def __post_init__(self) -> None:
-        _check(_is_number(self.eps0) and 0 <= self.eps0 <= 1, "population.transfer.eps0", self.eps0, "in [0, 1]")
+        _check(
+            self.eps0 is None or (_is_number(self.eps0) and 0 <= self.eps0 <= 1),
+            "population.transfer.eps0",
+            self.eps0,
+            "in [0, 1]",
+        )
         _check(
             self.decay in ("linear", "cosine", "constant"),
             "population.transfer.decay",

@@ -81,6 +81,10 @@ class Solver(ABC):
     # Whose code computes the update: "ours" (written here from the paper) or the library a
     # wrapper delegates to, with its version (e.g. "torchjd 0.18.0"); listed by `pareto-search solvers`.
     implementation: ClassVar[str] = "ours"
+    # MT2O's ε0 for a population of this solver when the config leaves it unset: transfer suits
+    # scalarizations (MT2O); finite-set methods whose members must stay in their own preference
+    # regions (PMTL, EPO) set 0, since mixing parameters would pull members across regions.
+    default_transfer_eps0: ClassVar[float] = 0.3
 
     def __init__(
         self,

@@ -140,6 +140,7 @@ class EPO(Solver):
     Params = EPOParams
     params: EPOParams
     needs = Needs(task_gradients=True)
+    default_transfer_eps0 = 0.0  # each member has its own preference ray: no MT2O mixing unless asked
 
     def setup(self) -> None:
         floored = self.preference.clamp_min(PREFERENCE_FLOOR)

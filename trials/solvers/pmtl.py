@@ -111,6 +111,7 @@ class PMTL(Solver):
     Params = PMTLParams
     params: PMTLParams
     needs = Needs(task_gradients=True)
+    default_transfer_eps0 = 0.0  # members stay in their own regions: no MT2O mixing unless asked
 
     def setup(self) -> None:
         self.directions = region_directions(self.population_preferences)
