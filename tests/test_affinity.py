@@ -20,15 +20,6 @@ from trials.solvers.contract import ConflictingRegression
 from trials.spec import OptimizerSpec, PopulationSpec, SpecError, TrialSpec
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and far faster on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _state_copy(optimizer: torch.optim.Optimizer) -> list[dict]:
     return [copy.deepcopy(dict(optimizer.state[p])) for g in optimizer.param_groups for p in g["params"]]
 

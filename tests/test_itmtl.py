@@ -17,14 +17,6 @@ from trials.solvers.pcgrad import project_conflicting
 from trials.spec import OptimizerSpec
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class TestITMTLContract(SolverContract):
     solver = "itmtl"
     valid_params: ClassVar = {"candidates": ["mean", "pcgrad", "task:0"], "lookahead_lr": 0.01, "seed": 3}
