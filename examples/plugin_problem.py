@@ -85,6 +85,10 @@ class TwoTaskRegression(Problem):
         )
         return MultiTaskModel(trunk, [nn.Linear(self.hidden, 1), nn.Linear(self.hidden, 1)])
 
+    def example_inputs(self, n: int) -> Tensor:
+        # Optional: what a registered model shows as its input example (default: a training batch).
+        return self.data["val"][0][:n]
+
     def train_batches(self, generator: torch.Generator) -> Iterator[Batch]:
         x, y1, y2 = self.data["train"]
         order = torch.randperm(len(x), generator=generator)  # shuffle only with the loop's generator

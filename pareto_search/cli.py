@@ -59,6 +59,49 @@ def build_parser() -> argparse.ArgumentParser:
     groups.add_argument("--format", choices=["table", "json"], default="table")
     _storage_arg(groups)
 
+    select = commands.add_parser(
+        "select",
+        help="pick one model from a search's front; optionally register it (or the whole front) in MLflow",
+        description="Pick one trade-off model from the front of search NAME with exactly one rule. "
+        "Prints the chosen point, its objectives, the rule and the two runners-up.",
+    )
+    select.add_argument("name")
+    rule = select.add_mutually_exclusive_group(required=True)
+    rule.add_argument(
+        "--weights",
+        help="importance of each objective, e.g. 0.7,0.3: the point whose pseudo-weights (normalized distance "
+        "from the front's nadir per objective) are closest (pymoo.mcdm PseudoWeights)",
+    )
+    rule.add_argument("--knee", action="store_true", help="the high trade-off point (pymoo.mcdm HighTradeoffPoints)")
+    rule.add_argument(
+        "--constraint",
+        action="append",
+        metavar="EXPR",
+        help="e.g. 'left_acc>=0.9' (repeatable; >=, <=, >, <): the best point on --optimize among those meeting "
+        "every constraint (filter, then sort)",
+    )
+    rule.add_argument("--point", metavar="TRIAL/MEMBER", help="this point (any evaluated point)")
+    select.add_argument(
+        "--optimize",
+        metavar="OBJECTIVE",
+        help="with --constraint: the objective to make best (default: the only unconstrained one)",
+    )
+    select.add_argument("--format", choices=["table", "json"], default="table")
+    target = select.add_mutually_exclusive_group()
+    target.add_argument(
+        "--register", metavar="MODEL_NAME", help="register the chosen member in the MLflow Model Registry"
+    )
+    target.add_argument(
+        "--register-front",
+        metavar="MODEL_NAME",
+        help="register one model holding every front member; a request picks the trade-off with "
+        'params {"weights": [...]} or {"point": "TRIAL/MEMBER"}, the chosen point answers by default',
+    )
+    select.add_argument(
+        "--alias", default="champion", help="registry alias set on the registered version (default: champion)"
+    )
+    _storage_arg(select)
+
     solvers = commands.add_parser("solvers", help="list the solvers with their hyperparameters and papers")
     solvers.add_argument("--format", choices=["table", "json"], default="table")
     return parser
@@ -92,7 +135,6 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     release_ray()
     print(front.to_table())
     return 0
-
 
 
 def _load_front(name: str, storage: str):  # -> GlobalFront
@@ -133,6 +175,67 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selection_rule(args: argparse.Namespace):  # -> selection.Rule
+    from pareto_search.selection import ConstraintRule, KneeRule, PointRule, WeightsRule, parse_constraint, parse_point
+
+    if args.optimize and not args.constraint:
+        raise ConfigError("--optimize goes with --constraint")
+    if args.knee:
+        return KneeRule()
+    if args.constraint:
+        return ConstraintRule(tuple(parse_constraint(c) for c in args.constraint), args.optimize)
+    if args.point:
+        return PointRule(*parse_point(args.point))
+    return WeightsRule(())  # weights are parsed against the front's objectives in _cmd_select
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    from pareto_search.plan import load_plan
+    from pareto_search.selection import SelectionError, WeightsRule, parse_weights
+
+    model_name = args.register or args.register_front
+    if model_name is not None and (not model_name.strip() or "'" in model_name or '"' in model_name):
+        raise ConfigError(f"--register: a model name must be non-empty and have no quotes, found {model_name!r}")
+    try:
+        rule = _selection_rule(args)
+        front = _load_front(args.name, args.storage)
+        candidates = front.front()
+        if len(candidates) == 0:
+            raise ConfigError(f"search '{args.name}' has no front yet: no evaluated point has finite objective values")
+        if isinstance(rule, WeightsRule):
+            rule = WeightsRule(tuple(parse_weights(args.weights, len(candidates.names), candidates.names)))
+        selection = rule.select(front.all_points(), None if args.point else candidates)
+    except SelectionError as exc:
+        raise ConfigError(str(exc)) from None
+    payload = selection.to_json()
+    text = selection.to_text()
+    if model_name is not None:
+        from pareto_search.serving.publish import register
+
+        plan, parent_run_id = load_plan(args.storage, args.name)
+        published = register(
+            plan,
+            parent_run_id,
+            front,
+            selection,
+            model_name=model_name,
+            alias=args.alias or None,
+            whole_front=args.register_front is not None,
+        )
+        version = published.version
+        payload["registered"] = {**version.to_json(), "seconds": round(published.seconds, 3)}
+        what = "the whole front" if args.register_front else selection.point
+        verb = "registered as" if version.created else "already registered as"
+        text += (
+            f"\n{what} {verb} '{version.name}' version {version.version}"
+            + (f", alias @{version.alias}" if version.alias else "")
+            + f" ({published.seconds:.1f} s)"
+            + f"\nserve it: mlflow models serve -m {version.model_uri} --env-manager local --host 127.0.0.1 --port 5001"
+        )
+    print(json.dumps(payload, indent=2) if args.format == "json" else text)
+    return 0
+
+
 def _cmd_groups(args: argparse.Namespace) -> int:
     from pareto_search.groups import search_groups
 
@@ -155,6 +258,7 @@ COMMANDS = {
     "front": _cmd_front,
     "compare": _cmd_compare,
     "groups": _cmd_groups,
+    "select": _cmd_select,
     "solvers": _cmd_solvers,
 }
 

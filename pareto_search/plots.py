@@ -32,6 +32,7 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike, NDArray
 
+from pareto_search.fronts import GlobalFront
 from pareto_search.pareto import DIRECTIONS, non_dominated_mask, to_min_form
 
 __all__ = ["front_html", "front_png", "heatmap_png", "labels_from_front_points", "overlay_png"]
@@ -303,6 +304,7 @@ def front_png(
     reference_point: ArrayLike | None = None,
     exact_front: ArrayLike | None = None,
     title: str = "",
+    selected: tuple[Sequence[float], str] | None = None,
 ) -> Path:
     """PNG of points in objective space, non-dominated ones highlighted; returns the written path.
 
@@ -311,20 +313,40 @@ def front_png(
     every pair (a point is highlighted if it is non-dominated in *all* objectives, so it may look dominated in
     a pair). `on_front` (default: computed from `points`) lets the caller highlight the *global* front when
     plotting a subset; `exact_front` (own direction, shape (k, m)) is the known true front of a synthetic
-    problem, drawn as a dotted line / faint points.
+    problem, drawn as a dotted line / faint points. `selected` (values in own direction, label) marks the
+    model picked from the front (`pareto-search select`) with a star.
     """
     data = _prepare(objectives, points, on_front=on_front, reference_point=reference_point, exact_front=exact_front)
+
+    def draw(ax: Axes, i: int, j: int, staircase: bool, legend: bool) -> None:
+        _draw_pair(ax, data, i, j, staircase=staircase, legend=False)
+        if selected is not None:
+            values, label = selected
+            ax.scatter(
+                [values[j]],
+                [values[i]],
+                marker="*",
+                s=260,
+                color="gold",
+                edgecolors="black",
+                lw=0.8,
+                zorder=5,
+                label=f"selected: {label}",
+            )
+        if legend:
+            ax.legend(fontsize=8, loc="best")
+
     if data.m == 2:
         fig = Figure(figsize=(6.4, 5.2), layout="constrained")
         ax = fig.add_subplot()
-        _draw_pair(ax, data, 1, 0, staircase=True, legend=True)
+        draw(ax, 1, 0, True, True)
         ax.set_xlabel(data.axis_label(0))
         ax.set_ylabel(data.axis_label(1))
         ax.set_title(_title(title, data), fontsize=10)
     else:
         size = 2.4 * data.m
         fig = Figure(figsize=(size, size + 0.4), layout="constrained")
-        _scatter_matrix(fig, data.m, lambda ax, i, j: _draw_pair(ax, data, i, j, staircase=False, legend=False), data)
+        _scatter_matrix(fig, data.m, lambda ax, i, j: draw(ax, i, j, False, False), data)
         fig.suptitle(_title(title, data), fontsize=10)
     return _save(fig, path)
 
@@ -609,3 +631,36 @@ def front_html(
     out = _output(path)
     fig.write_html(out, include_plotlyjs=True, full_html=True)
     return out
+
+
+def global_front_files(
+    front: GlobalFront, folder: PathLike, *, selected: tuple[Sequence[float], str] | None = None
+) -> tuple[Path, Path]:
+    """`front.png` and `front.html` of a search's global front (every evaluated point, the front
+    highlighted) in `folder`: what a search's parent run shows, with the selected model starred."""
+    all_points = front.all_points()
+    on_front_ids = {p.id for p in front.front().points}
+    values = [list(p.values) for p in all_points.points]
+    on_front = [p.id in on_front_ids for p in all_points.points]
+    hv = front.hypervolume().value
+    title = f"{front.search}: HV {hv:.4f}"
+    objectives = [(o.name, o.direction) for o in front.objectives]
+    png = front_png(
+        objectives,
+        values,
+        Path(folder) / "front.png",
+        on_front=on_front,
+        reference_point=front.reference_point,
+        title=title,
+        selected=selected,
+    )
+    html = front_html(
+        objectives,
+        values,
+        Path(folder) / "front.html",
+        on_front=on_front,
+        labels=[f"{p.id} {p.data.get('solver', '')}" for p in all_points.points],
+        reference_point=front.reference_point,
+        title=title,
+    )
+    return png, html

@@ -76,6 +76,10 @@ TAG_ERROR = "pareto_search.error"
 TAG_ON_FRONT = "pareto_search.on_front"  # "true" / "false": does this trial have a member on the global front
 TAG_ON_FRONT_MEMBERS = "pareto_search.on_front_members"  # "0,2,3": which members are on the global front
 TAG_RESUME_COUNT = "pareto_search.resume_count"
+# MLflow 3's UI shows an experiment without this tag as a GenAI experiment (traces first, runs hidden
+# behind a tab); "custom_model_development" opens it in the model-training view: runs, metrics, models.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
 KIND_SEARCH = "search"
 KIND_TRIAL = "trial"
 KIND_COMPARISON = "comparison"
@@ -267,7 +271,9 @@ class SearchTracker:
         exp = self._client.get_experiment_by_name(name)
         if exp is None:
             try:
-                return self._client.create_experiment(name, artifact_location=artifact_location)
+                return self._client.create_experiment(
+                    name, artifact_location=artifact_location, tags={TAG_EXPERIMENT_KIND: EXPERIMENT_KIND_TRAINING}
+                )
             except MlflowException as e:
                 # Another process (a second search started at the same moment) created it first.
                 if e.error_code != "RESOURCE_ALREADY_EXISTS":
@@ -281,6 +287,8 @@ class SearchTracker:
                 f"(`mlflow experiments restore --experiment-id {exp.experiment_id}`), purge it (`mlflow gc`), "
                 "or use another experiment name."
             )
+        if TAG_EXPERIMENT_KIND not in exp.tags:  # made before the tag existed, or by another tool
+            self._client.set_experiment_tag(exp.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND_TRAINING)
         return exp.experiment_id
 
     # ---- searches --------------------------------------------------------------------------------------

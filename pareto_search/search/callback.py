@@ -194,31 +194,9 @@ class SearchCallback(tune.Callback):
         self.tracker.log_json(self.parent_run_id, data, "front.json")
         self.tracker.log_text(self.parent_run_id, front.to_csv(), "front.csv")
         self.tracker.log_metrics(self.parent_run_id, {"final_hv": hv if math.isfinite(hv) else 0.0}, self.results_seen)
-        all_points = front.all_points()
-        on_front_ids = {p.id for p in front.front().points}
         with tempfile.TemporaryDirectory() as folder:
-            values = [list(p.values) for p in all_points.points]
-            labels = [f"{p.id} {p.data.get('solver', '')}" for p in all_points.points]
-            on_front = [p.id in on_front_ids for p in all_points.points]
-            png = plots.front_png(
-                self.objectives,
-                values,
-                Path(folder) / "front.png",
-                on_front=on_front,
-                reference_point=self.reference_point,
-                title=f"{self.search}: HV {hv:.4f}",
-            )
-            html = plots.front_html(
-                self.objectives,
-                values,
-                Path(folder) / "front.html",
-                on_front=on_front,
-                labels=labels,
-                reference_point=self.reference_point,
-                title=f"{self.search}: HV {hv:.4f}",
-            )
-            self.tracker.log_artifact_file(self.parent_run_id, png)
-            self.tracker.log_artifact_file(self.parent_run_id, html)
+            for path in plots.global_front_files(front, folder):
+                self.tracker.log_artifact_file(self.parent_run_id, path)
         members = front.on_front_members()
         for trial_id, run_id in self.tracker.list_trials(self.parent_run_id).items():
             self.tracker.set_front_members(run_id, members.get(trial_id, []))

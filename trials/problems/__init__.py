@@ -8,7 +8,7 @@ from typing import Any
 
 from trials.problems.base import Batch, ExactFront, MetricSpec, Problem
 
-__all__ = ["PROBLEMS", "Batch", "ExactFront", "MetricSpec", "Problem", "make_problem"]
+__all__ = ["PROBLEMS", "Batch", "ExactFront", "MetricSpec", "Problem", "load_factory", "make_problem"]
 
 # name -> "module:factory"; imported lazily so that listing problems stays cheap.
 PROBLEMS: dict[str, str] = {
@@ -23,7 +23,8 @@ PROBLEMS: dict[str, str] = {
 }
 
 
-def _load_factory(path: str) -> Any:
+def load_factory(path: str) -> Any:
+    """The object named by ``'package.module:attribute'``; a ValueError names what is missing."""
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise ValueError(f"problem '{path}': a plug-in problem must be written 'package.module:factory'")
@@ -45,9 +46,9 @@ def make_problem(name: str, args: Mapping[str, Any] | None = None) -> Problem:
     """
     args = dict(args or {})
     if name in PROBLEMS:
-        factory = _load_factory(PROBLEMS[name])
+        factory = load_factory(PROBLEMS[name])
     elif ":" in name:
-        factory = _load_factory(name)
+        factory = load_factory(name)
     else:
         allowed = ", ".join(sorted(PROBLEMS))
         raise ValueError(f"problem '{name}' is unknown; allowed: {allowed}, or a plug-in 'package.module:factory'")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -104,3 +104,27 @@ class Problem(ABC):
     @abstractmethod
     def evaluate(self, model: MultiTaskModel, split: Split, device: torch.device) -> dict[str, float]:
         """Every metric in ``metrics`` on ``split`` (``val`` during a search, ``test`` for reports)."""
+
+    # -- serving (optional): what a registered model needs besides the weights ---------------------
+
+    def example_inputs(self, n: int) -> Tensor:
+        """Up to ``n`` model inputs, for a served model's signature and input example.
+
+        Problems with a validation split override this to take them from it. The default takes the
+        first batch of a training epoch in a fixed order (generator seed 0), which works for any
+        problem but may be smaller than ``n``. An empty tensor means the model takes no input
+        (the synthetic problems, whose model is the decision vector itself): nothing to serve.
+        """
+        batch = next(iter(self.train_batches(torch.Generator().manual_seed(0))), None)
+        return torch.empty(0) if batch is None else batch.inputs[:n]
+
+    def network_recipe(self) -> tuple[str, dict[str, Any]] | None:
+        """How to build :meth:`make_model`'s network without this problem's data: an importable
+        ``'module:function'`` and its keyword arguments.
+
+        A served model rebuilds its network where the training data may be absent. ``None`` (the
+        default) means "build the problem itself, then call make_model()": right for problems whose
+        construction is cheap and needs no files (generated data); override it when building the
+        problem loads a dataset.
+        """
+        return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -183,6 +184,13 @@ class MultiMNIST(Problem):
     # -- Problem interface -------------------------------------------------------------------
     def make_model(self) -> MultiTaskModel:
         return lenet_multitask(2)
+
+    def example_inputs(self, n: int) -> Tensor:
+        return self._batch("val", torch.arange(min(n, self.size("val")))).inputs
+
+    def network_recipe(self) -> tuple[str, dict[str, Any]]:
+        # The LeNet needs no data: a served model must not need the MNIST files to load.
+        return "trials.models:lenet_multitask", {"num_tasks": 2}
 
     def train_batches(self, generator: torch.Generator) -> Iterator[Batch]:
         order = torch.randperm(self.size("train"), generator=generator)

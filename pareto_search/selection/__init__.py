@@ -1,0 +1,31 @@
+"""Picking one trade-off model from a front: selection rules (pymoo decision making)."""
+
+from pareto_search.selection.rules import (
+    Constraint,
+    ConstraintRule,
+    KneeRule,
+    PointRule,
+    Rule,
+    Selection,
+    SelectionError,
+    WeightsRule,
+    parse_constraint,
+    parse_point,
+    parse_weights,
+    point_label,
+)
+
+__all__ = [
+    "Constraint",
+    "ConstraintRule",
+    "KneeRule",
+    "PointRule",
+    "Rule",
+    "Selection",
+    "SelectionError",
+    "WeightsRule",
+    "parse_constraint",
+    "parse_point",
+    "parse_weights",
+    "point_label",
+]

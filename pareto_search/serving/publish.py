@@ -1,0 +1,167 @@
+"""From a chosen front point to a registered MLflow model: what `select --register / --register-front` do.
+
+Order matters for "nothing half-written": everything that can fail on the user's input (the problem,
+the stored weights, the inputs to serve) is checked before the first write to MLflow.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pareto_search.config import ConfigError
+from pareto_search.fronts import GlobalFront
+from pareto_search.pareto import FrontPoint
+from pareto_search.plan import SearchPlan
+from pareto_search.selection import Selection, point_label
+from pareto_search.serving.network import NetworkSpec
+from pareto_search.serving.package import EXAMPLE_ROWS, MemberWeights, write_model
+from pareto_search.serving.registry import ModelRegistry, RegisteredVersion, file_digest, identity
+from pareto_search.tracking import SearchTracker
+from trials.data.sources import DataUnavailableError
+from trials.problems import make_problem
+
+TAG_PREFIX = "pareto_search."
+
+
+@dataclass(frozen=True)
+class Publication:
+    version: RegisteredVersion
+    seconds: float
+
+
+def _problem_and_inputs(plan: SearchPlan) -> tuple[NetworkSpec, torch.Tensor]:
+    config = plan.config.problem
+    try:
+        problem = make_problem(config.name, config.args)
+    except (ValueError, DataUnavailableError) as exc:
+        raise ConfigError(f"`problem`: {str(exc).splitlines()[0]}") from None
+    inputs = problem.example_inputs(EXAMPLE_ROWS)
+    if inputs.numel() == 0:
+        raise ConfigError(
+            f"problem '{config.name}' takes no input (its model is the decision vector itself): "
+            "there is nothing to serve; select works, --register needs a problem with inputs"
+        )
+    return NetworkSpec.of(problem, config.name, config.args), inputs
+
+
+def _download_weights(tracker: SearchTracker, points: Sequence[FrontPoint], folder: Path) -> dict[str, Path]:
+    """Each point's stored weights (`runs:/<run>/weights/member_k.pt`), downloaded into `folder`."""
+    files = {}
+    for point in points:
+        uri = str(point.data.get("model_uri") or "")
+        run_id, _, path = uri.removeprefix("runs:/").partition("/")
+        if not uri.startswith("runs:/") or not run_id or not path:
+            raise ConfigError(
+                f"point {point_label(point)} has no stored weights (model_uri {uri!r}): its trial never ended; "
+                "resume the search first"
+            )
+        try:
+            files[point.id] = tracker.download_artifact(run_id, path, folder / point.id.replace("/", "_"))
+        except Exception as exc:  # MLflow raises several types for a missing run or artifact
+            raise ConfigError(f"point {point_label(point)}: cannot read its weights {uri}: {exc}") from None
+    return files
+
+
+def _member(point: FrontPoint, weights: Path) -> MemberWeights:
+    return MemberWeights(
+        point=point_label(point),
+        values=tuple(point.values),
+        weights_file=weights,
+        solver=str(point.data.get("solver", "")),
+        preference=point.data.get("preference"),
+    )
+
+
+def _mark_selection(tracker: SearchTracker, parent_run_id: str, front: GlobalFront, selection: Selection) -> None:
+    """The parent run's front plot, redrawn with the selected point starred, and the selection itself."""
+    from pareto_search import plots
+
+    with tempfile.TemporaryDirectory() as folder:
+        for path in plots.global_front_files(front, folder, selected=(selection.chosen.values, selection.point)):
+            tracker.log_artifact_file(parent_run_id, path)
+    tracker.log_json(parent_run_id, selection.to_json(), "selection.json")
+    tracker.set_tags(
+        parent_run_id, {f"{TAG_PREFIX}selected": selection.point, f"{TAG_PREFIX}selection_rule": selection.rule}
+    )
+
+
+def register(
+    plan: SearchPlan,
+    parent_run_id: str | None,
+    front: GlobalFront,
+    selection: Selection,
+    *,
+    model_name: str,
+    alias: str | None,
+    whole_front: bool,
+) -> Publication:
+    """Register the selected member (`whole_front=False`) or every front member with the selection as the
+    default (`whole_front=True`) under `model_name`, the alias pointing at it."""
+    start = time.perf_counter()
+    if parent_run_id is None:
+        raise ConfigError(f"search '{plan.name}' has no MLflow parent run recorded: cannot register its models")
+    network, inputs = _problem_and_inputs(plan)
+    tracker = SearchTracker(plan.config.tracking.uri, plan.config.tracking.experiment)
+    points = list(front.front().points) if whole_front else [selection.chosen]
+    if selection.chosen.id not in {p.id for p in points}:  # a named point off the front joins the front model
+        points.append(selection.chosen)
+    with tempfile.TemporaryDirectory(prefix="pareto_search_register_") as tmp:
+        weights = _download_weights(tracker, points, Path(tmp) / "weights")
+        members = [_member(p, weights[p.id]) for p in points]
+        digest = identity(
+            "front" if whole_front else "member",
+            plan.name,
+            *(f"{m.point}:{file_digest(m.weights_file)}" for m in members),
+            *([f"default:{selection.point}"] if whole_front else []),
+        )
+        registry = ModelRegistry(plan.config.tracking.uri)
+        chosen = selection.chosen
+        tags = {
+            f"{TAG_PREFIX}search": plan.name,
+            f"{TAG_PREFIX}kind": "front" if whole_front else "member",
+            f"{TAG_PREFIX}trial_id": chosen.data.get("trial_id", ""),
+            f"{TAG_PREFIX}member": int(chosen.data.get("member", 0)),
+            f"{TAG_PREFIX}point": selection.point,
+            f"{TAG_PREFIX}solver": chosen.data.get("solver", ""),
+            f"{TAG_PREFIX}selection_rule": selection.rule,
+            **{f"{TAG_PREFIX}objective.{n}": v for n, v in zip(selection.objectives, chosen.values, strict=True)},
+        }
+        if whole_front:
+            tags[f"{TAG_PREFIX}members"] = len(members)
+        # A member's version links to its trial's run (where its weights and curves are); a front model
+        # to the search's parent run.
+        source_run = (
+            parent_run_id if whole_front else str(chosen.data["model_uri"]).removeprefix("runs:/").split("/")[0]
+        )
+        existing = registry.find(model_name, digest)
+        if existing is None:
+            model_dir = write_model(
+                Path(tmp) / "model",
+                kind="front" if whole_front else "member",
+                network=network,
+                objectives=front.objectives,
+                members=members,
+                default_point=selection.point,
+                example_inputs=inputs,
+                metadata_={"pareto_search": {"search": plan.name, "selection_rule": selection.rule}},
+            )
+        else:
+            model_dir = Path(tmp)  # not logged: the registry only moves the alias
+        version = registry.register(
+            model_dir,
+            name=model_name,
+            alias=alias,
+            digest=digest,
+            experiment_id=tracker.experiment_id,
+            source_run_id=source_run,
+            logged_model_name="front" if whole_front else f"member-{selection.point.replace('/', '-')}",
+            tags=tags,
+        )
+    _mark_selection(tracker, parent_run_id, front, selection)
+    return Publication(version, time.perf_counter() - start)
