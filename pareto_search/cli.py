@@ -223,14 +223,20 @@ def _cmd_select(args: argparse.Namespace) -> int:
             whole_front=args.register_front is not None,
         )
         version = published.version
-        payload["registered"] = {**version.to_json(), "seconds": round(published.seconds, 3)}
+        payload["registered"] = {
+            **version.to_json(),
+            "seconds": round(published.seconds, 3),
+            "tracking_uri": published.tracking_uri,
+            "ui_link": published.ui_link,
+        }
         what = "the whole front" if args.register_front else selection.point
         verb = "registered as" if version.created else "already registered as"
         text += (
             f"\n{what} {verb} '{version.name}' version {version.version}"
             + (f", alias @{version.alias}" if version.alias else "")
             + f" ({published.seconds:.1f} s)"
-            + f"\nserve it: mlflow models serve -m {version.model_uri} --env-manager local --host 127.0.0.1 --port 5001"
+            + f"\nserve it:  MLFLOW_TRACKING_URI={published.tracking_uri} mlflow models serve -m {version.model_uri} "
+            "--env-manager local --host 127.0.0.1 --port 5001" + f"\nMLflow UI: {published.ui_link}"
         )
     print(json.dumps(payload, indent=2) if args.format == "json" else text)
     return 0

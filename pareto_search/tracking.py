@@ -61,6 +61,7 @@ __all__ = [
     "SearchTracker",
     "flatten_params",
     "resolve_tracking_uri",
+    "ui_link",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -116,6 +117,24 @@ def resolve_tracking_uri(uri: str | None) -> str:
     if env:
         return env
     return f"sqlite:///{(Path.cwd().resolve() / DEFAULT_DB_FILENAME).as_posix()}"
+
+
+# MLflow 3.17's UI picks its GenAI or model-training view from this query parameter (else the browser's last
+# choice, else GenAI); it does not read the experiment's kind tag for that (rendered and checked in
+# tests/test_mlflow_ui.py), so the links we print carry it.
+TRAINING_VIEW_QUERY = "workflowType=machine_learning"
+# Where `mlflow ui` / `mlflow server` listen unless told otherwise.
+DEFAULT_UI_ADDRESS = "http://127.0.0.1:5000"
+
+
+def ui_link(tracking_uri: str, experiment_id: str) -> str:
+    """The MLflow UI's page of an experiment in the model-training view (its runs table).
+
+    An http(s) tracking URI is the UI's own address; any other store (sqlite, a folder) is shown by
+    `mlflow ui --backend-store-uri URI`, which listens on the default address.
+    """
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else DEFAULT_UI_ADDRESS
+    return f"{base}/#/experiments/{experiment_id}?{TRAINING_VIEW_QUERY}"
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -10,12 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pareto_search.config import parse_config
 from pareto_search.fronts import GlobalFront
 from pareto_search.plan import SearchPlan, make_plan
+from pareto_search.serving.network import NetworkSpec
 from pareto_search.tracking import SearchTracker
+from trials.problems import make_problem
 
 PLUGIN = "examples.plugin_problem:make"
 PLUGIN_ARGS = {"n_train": 256, "n_val": 64, "n_test": 64, "dim": 8, "hidden": 16}
@@ -41,21 +44,21 @@ def stored_search(
     members_per_trial: int = 1,
 ) -> StoredSearch:
     tracking_uri = f"sqlite:///{root}/mlflow.db"
-    config = parse_config({
-        "name": name,
-        "problem": {"name": problem, "args": PLUGIN_ARGS if problem_args is None else problem_args},
-        "reference_point": list(reference_point),
-        "solvers": [{"solver": "linear"}],
-        "storage": str(root / "searches"),
-        "tracking": {"uri": tracking_uri, "experiment": "serving-tests"},
-    })
+    config = parse_config(
+        {
+            "name": name,
+            "problem": {"name": problem, "args": PLUGIN_ARGS if problem_args is None else problem_args},
+            "reference_point": list(reference_point),
+            "solvers": [{"solver": "linear"}],
+            "storage": str(root / "searches"),
+            "tracking": {"uri": tracking_uri, "experiment": "serving-tests"},
+        }
+    )
     plan = make_plan(config)
     tracker = SearchTracker(tracking_uri, "serving-tests", artifact_location=str(root / "artifacts"))
     parent = tracker.start_search(name, config.model_dump(mode="json"))
     plan.save(parent)
     front = GlobalFront(name, plan.objectives, plan.reference_point, plan.front_path)
-    from trials.problems import make_problem
-
     problem_obj = make_problem(problem, config.problem.args)
     points: dict[str, tuple[float, ...]] = {}
     for start in range(0, len(values), members_per_trial):
@@ -69,12 +72,29 @@ def stored_search(
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(weights, path)
             tracker.log_artifact_file(run_id, path, "weights")
-            members.append({
-                "member": k, "values": row, "solver": "linear", "preference": [0.5, 0.5],
-                "model_uri": f"runs:/{run_id}/weights/member_{k}.pt",
-            })
+            members.append(
+                {
+                    "member": k,
+                    "values": row,
+                    "solver": "linear",
+                    "preference": [0.5, 0.5],
+                    "model_uri": f"runs:/{run_id}/weights/member_{k}.pt",
+                }
+            )
             points[f"{trial}/{k}"] = tuple(row)
         front.update(trial, members)
         tracker.end_run(run_id, "FINISHED")
     tracker.end_run(parent, "FINISHED")
     return StoredSearch(plan, root / "searches", tracking_uri, parent, points)
+
+
+def expected_predictions(search: StoredSearch, point: str, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """What a plug-in member's own network predicts, built here from its stored weights file."""
+    args = search.plan.config.problem.args
+    problem = make_problem(PLUGIN, args)
+    trial, member = point.split("/")
+    weights = search.storage.parent / "weights" / trial / f"member_{member}.pt"
+    model = NetworkSpec.of(problem, PLUGIN, args).load(weights)
+    with torch.no_grad():
+        outputs = model(torch.as_tensor(inputs))
+    return {t: o.numpy() for t, o in zip(problem.task_names, outputs, strict=True)}

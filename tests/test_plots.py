@@ -144,3 +144,20 @@ def test_heatmap_label_mismatch(tmp_path: Path) -> None:
         plots.heatmap_png(np.zeros((2, 3)), ["r1", "r2"], ["a", "b"], tmp_path / "x.png", "")
     with pytest.raises(ValueError, match=r"`matrix` should be 2-dimensional. Found shape \(3,\)"):
         plots.heatmap_png(np.zeros(3), ["r1"], ["a"], tmp_path / "x.png", "")
+
+
+def _gold_pixels(path: Path) -> int:
+    """Pixels of the selection star's colour (matplotlib 'gold' = #FFD700); no other mark uses it."""
+    import matplotlib.image
+
+    rgb = (matplotlib.image.imread(path)[..., :3] * 255).round()
+    return int((np.abs(rgb - np.array([255, 215, 0])).max(axis=-1) <= 8).sum())
+
+
+@pytest.mark.parametrize("objectives", [OBJ2, OBJ3])
+def test_front_png_stars_the_selected_point(tmp_path: Path, objectives) -> None:
+    points = _points(12, len(objectives))
+    plain = plots.front_png(objectives, points, tmp_path / "plain.png")
+    starred = plots.front_png(objectives, points, tmp_path / "starred.png", selected=(points[3], "t3/0"))
+    assert _gold_pixels(plain) == 0
+    assert _gold_pixels(starred) > 50

@@ -177,9 +177,7 @@ class KneeRule(Rule):
         notes = (
             []
             if pronounced or len(front) == 1
-            else [
-                "the front has no pronounced knee (no trade-off outlier): took the point with the highest trade-off"
-            ]
+            else ["the front has no pronounced knee (no trade-off outlier): took the point with the highest trade-off"]
         )
         return order, notes
 

@@ -22,7 +22,7 @@ from pareto_search.selection import Selection, point_label
 from pareto_search.serving.network import NetworkSpec
 from pareto_search.serving.package import EXAMPLE_ROWS, MemberWeights, write_model
 from pareto_search.serving.registry import ModelRegistry, RegisteredVersion, file_digest, identity
-from pareto_search.tracking import SearchTracker
+from pareto_search.tracking import SearchTracker, ui_link
 from trials.data.sources import DataUnavailableError
 from trials.problems import make_problem
 
@@ -33,6 +33,8 @@ TAG_PREFIX = "pareto_search."
 class Publication:
     version: RegisteredVersion
     seconds: float
+    tracking_uri: str
+    ui_link: str  # the search's experiment in the MLflow UI
 
 
 def _problem_and_inputs(plan: SearchPlan) -> tuple[NetworkSpec, torch.Tensor]:
@@ -164,4 +166,6 @@ def register(
             tags=tags,
         )
     _mark_selection(tracker, parent_run_id, front, selection)
-    return Publication(version, time.perf_counter() - start)
+    return Publication(
+        version, time.perf_counter() - start, tracker.tracking_uri, ui_link(tracker.tracking_uri, tracker.experiment_id)
+    )

@@ -84,9 +84,11 @@ class ParetoModel(mlflow.pyfunc.PythonModel):
             return self._by_weights(tuple(float(w) for w in normalized))
         return self.default_point
 
-    # No type hints on predict: MLflow would read them as the model's input schema (the signature,
-    # inferred from real inputs at registration, is the schema).
-    def predict(self, context, model_input, params=None):
+    # `np.ndarray` is a hint MLflow reads as "no schema from hints" (the signature, inferred from real
+    # inputs at registration, is the schema); no hint or another one makes MLflow warn at import.
+    def predict(
+        self, context: mlflow.pyfunc.PythonModelContext, model_input: np.ndarray, params: dict[str, Any] | None = None
+    ) -> dict[str, np.ndarray]:
         point = self.choose(params)
         inputs = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
         with torch.no_grad():
