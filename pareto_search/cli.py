@@ -210,6 +210,9 @@ def _cmd_select(args: argparse.Namespace) -> int:
     payload = selection.to_json()
     text = selection.to_text()
     if model_name is not None:
+        # MLflow's download progress bars and INFO lines would bury the answer (read when mlflow is imported).
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         from pareto_search.serving.publish import register
 
         plan, parent_run_id = load_plan(args.storage, args.name)

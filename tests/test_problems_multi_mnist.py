@@ -377,3 +377,23 @@ def _train_and_check(problem: MultiMNIST) -> None:
         f"{problem.size('test') / eval_time:.0f} images/s evaluation"
     )
     assert result["left_acc"] >= 0.85 and result["right_acc"] >= 0.85, result
+
+
+def test_served_network_builds_without_data_and_examples_come_from_val() -> None:
+    """What a registered Multi-MNIST model relies on: the network recipe needs no data, and the input
+    example is validation composites scaled as in training."""
+    from pareto_search.serving.network import NetworkSpec
+
+    problem = small(fake_dataset(500, None, seed=7))
+    spec = NetworkSpec.from_json(NetworkSpec.of(problem, "multi_mnist", {"n_train": 300}).to_json())
+    assert spec.recipe == ("trials.models:lenet_multitask", {"num_tasks": 2})
+    torch.manual_seed(0)
+    trained = problem.make_model()
+    served = spec.build()  # from the recipe alone: no dataset is opened
+    served.load_state_dict(trained.state_dict())
+    examples = problem.example_inputs(3)
+    assert examples.shape == (3, 1, 36, 36) and examples.dtype == torch.float32
+    assert torch.equal(examples, problem.images("val")[:3].unsqueeze(1).float() / 255)
+    with torch.no_grad():
+        for a, b in zip(served(examples), trained(examples), strict=True):
+            assert torch.equal(a, b)

@@ -20,7 +20,7 @@ import operator
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -276,7 +276,7 @@ class ConstraintRule(Rule):
         if self.optimize is None:  # say which objective was optimized
             target = self._target(front.non_dominated() if candidates is None else candidates)
             rule = f"best {selection.objectives[target]} subject to {' and '.join(str(c) for c in self.constraints)}"
-            selection = Selection(**{**selection.__dict__, "rule": rule})
+            selection = replace(selection, rule=rule)
         return selection
 
 
@@ -315,5 +315,5 @@ class PointRule(Rule):
         on_front = {p.id for p in front.non_dominated().points}
         if selection.chosen.id not in on_front:
             note = "this point is not on the front: another evaluated point is at least as good on every objective"
-            selection = Selection(**{**selection.__dict__, "notes": (*selection.notes, note)})
+            selection = replace(selection, notes=(*selection.notes, note))
         return selection
