@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +28,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class ModelServer:
+    url: str
+    process: subprocess.Popen  # the `mlflow models serve` launcher; the uvicorn worker is its child
+    startup_seconds: float  # start to the first answered /ping
+
+
 @contextmanager
-def model_server(model_uri: str, tracking_uri: str, cwd: Path | None = None) -> Iterator[str]:
-    """Serve `model_uri` with `--env-manager local`; yields the base URL; stops the server (its process
-    group) on exit. The venv's bin folder goes first on PATH: MLflow execs `uvicorn` by name."""
+def model_server(
+    model_uri: str,
+    tracking_uri: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    start_timeout_s: float = START_TIMEOUT_S,
+) -> Iterator[ModelServer]:
+    """Serve `model_uri` with `--env-manager local`; yields the server; stops it (its process group) on
+    exit. The venv's bin folder goes first on PATH: MLflow execs `uvicorn` by name."""
     port = free_port()
+    base = os.environ if env is None else env
     env = {
-        **os.environ,
+        **base,
         "MLFLOW_TRACKING_URI": tracking_uri,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base.get('PATH', '')}",
     }
+    started = time.monotonic()
     log = tempfile.NamedTemporaryFile(prefix="mlflow_serve_", suffix=".log", delete=False)  # noqa: SIM115
     command = [
         sys.executable,
@@ -56,7 +72,7 @@ def model_server(model_uri: str, tracking_uri: str, cwd: Path | None = None) -> 
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + start_timeout_s
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"mlflow models serve exited with {process.returncode}:\n{_tail(log.name)}")
@@ -68,10 +84,10 @@ def model_server(model_uri: str, tracking_uri: str, cwd: Path | None = None) -> 
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"mlflow models serve did not answer /ping within {START_TIMEOUT_S:.0f} s:\n{_tail(log.name)}"
+                    f"mlflow models serve did not answer /ping within {start_timeout_s:.0f} s:\n{_tail(log.name)}"
                 )
             time.sleep(0.5)
-        yield url
+        yield ModelServer(url, process, time.monotonic() - started)
     finally:
         _stop(process)
         log.close()

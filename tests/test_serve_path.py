@@ -61,7 +61,8 @@ def test_run_front_select_register_serve(tmp_path) -> None:
     with torch.no_grad():
         expected = [o.numpy() for o in model(torch.as_tensor(inputs))]
 
-    with model_server("models:/plugin-model@champion", tracking_uri, cwd=tmp_path) as url:
+    with model_server("models:/plugin-model@champion", tracking_uri, cwd=tmp_path) as server:
+        url = server.url
         status, answer = invoke(url, {"inputs": inputs.tolist()})
     assert status == 200, answer
     for task, values in zip(problem.task_names, expected, strict=True):

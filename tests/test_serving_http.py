@@ -39,7 +39,8 @@ def test_selected_model_round_trip_and_malformed_requests(search, capsys) -> Non
     assert main(["select", "served", "--storage", str(search.storage), "--knee", "--register", "plugin-model"]) == 0
     capsys.readouterr()
     inputs = _inputs(search, 16)
-    with model_server("models:/plugin-model@champion", search.tracking_uri) as url:
+    with model_server("models:/plugin-model@champion", search.tracking_uri) as server:
+        url = server.url
         status, answer = invoke(url, {"inputs": inputs.tolist()})
         assert status == 200
         assert set(answer["predictions"]) == {"task1", "task2"}
@@ -60,7 +61,8 @@ def test_front_model_chooses_the_member_per_request(search, capsys) -> None:
     assert main(["select", "served", "--storage", str(search.storage), "--knee", "--register-front", "front"]) == 0
     capsys.readouterr()
     inputs = _inputs(search, 8)
-    with model_server("models:/front@champion", search.tracking_uri) as url:
+    with model_server("models:/front@champion", search.tracking_uri) as server:
+        url = server.url
         cases = [
             ({}, "trial_00001/0"),  # no params: the member chosen at registration (the knee)
             ({"weights": [1.0, 0.0]}, "trial_00000/0"),  # all weight on task1_mse: the point best on it

@@ -142,7 +142,9 @@ def register(
             parent_run_id if whole_front else str(chosen.data["model_uri"]).removeprefix("runs:/").split("/")[0]
         )
         existing = registry.find(model_name, digest)
-        if existing is None:
+        if existing is not None:
+            version = registry.reuse(model_name, existing, alias)
+        else:
             model_dir = write_model(
                 Path(tmp) / "model",
                 kind="front" if whole_front else "member",
@@ -153,18 +155,16 @@ def register(
                 example_inputs=inputs,
                 metadata_={"pareto_search": {"search": plan.name, "selection_rule": selection.rule}},
             )
-        else:
-            model_dir = Path(tmp)  # not logged: the registry only moves the alias
-        version = registry.register(
-            model_dir,
-            name=model_name,
-            alias=alias,
-            digest=digest,
-            experiment_id=tracker.experiment_id,
-            source_run_id=source_run,
-            logged_model_name="front" if whole_front else f"member-{selection.point.replace('/', '-')}",
-            tags=tags,
-        )
+            version = registry.register(
+                model_dir,
+                name=model_name,
+                alias=alias,
+                digest=digest,
+                experiment_id=tracker.experiment_id,
+                source_run_id=source_run,
+                logged_model_name="front" if whole_front else f"member-{selection.point.replace('/', '-')}",
+                tags=tags,
+            )
     _mark_selection(tracker, parent_run_id, front, selection)
     return Publication(
         version, time.perf_counter() - start, tracker.tracking_uri, ui_link(tracker.tracking_uri, tracker.experiment_id)

@@ -80,6 +80,13 @@ class ModelRegistry:
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self._client.set_registered_model_alias(name, alias, version)
 
+    def reuse(self, name: str, version: str, alias: str | None) -> RegisteredVersion:
+        """An existing version serves the same thing: only the alias moves to it."""
+        if alias:
+            self.set_alias(name, alias, version)
+        existing = self._client.get_model_version(name, version)
+        return RegisteredVersion(name, version, alias, False, existing.run_id or "", existing.model_id)
+
     def register(
         self,
         model_dir: Path,
@@ -92,12 +99,8 @@ class ModelRegistry:
         logged_model_name: str,
         tags: Mapping[str, Any],
     ) -> RegisteredVersion:
-        """Log `model_dir` as a logged model of `source_run_id` and register it under `name` (idempotent)."""
-        existing = self.find(name, digest)
-        if existing is not None:
-            if alias:
-                self.set_alias(name, alias, existing)
-            return RegisteredVersion(name, existing, alias, False, source_run_id, None)
+        """Log `model_dir` as a logged model of `source_run_id` and register it under `name` as a new version
+        tagged with `digest`; callers check `find(name, digest)` first (`reuse` when it exists)."""
         str_tags = {k: str(v)[:_MAX_TAG_CHARS] for k, v in tags.items()}
         logged = self._client.create_logged_model(
             experiment_id, name=logged_model_name, source_run_id=source_run_id, tags=str_tags
