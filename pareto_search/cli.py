@@ -11,8 +11,9 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from pareto_search.config import ConfigError, load_config
+from pareto_search.config import ConfigError, SearchConfig, load_config
 
 EXIT_USAGE = 2
 
@@ -23,7 +24,21 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _storage_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--storage", default="searches", help="folder holding searches (default: ./searches)")
+    from pareto_search.config import default_storage
+
+    parser.add_argument(
+        "--storage",
+        default=default_storage(),
+        help="folder holding searches (default: $PARETO_SEARCH_STORAGE or ./searches)",
+    )
+
+
+def _address_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="the Ray job server (dashboard) address, e.g. http://HEAD:8265 (default: $RAY_ADDRESS)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +116,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--alias", default="champion", help="registry alias set on the registered version (default: champion)"
     )
     _storage_arg(select)
+
+    submit = commands.add_parser(
+        "submit",
+        help="submit a search to a Ray cluster as a Ray Job",
+        description="Submit `pareto-search run CONFIG` as a Ray Job: the current directory (the config, plug-in "
+        "problems) travels to the cluster; .venv, data, searches and MLflow files stay here. Prints the job id.",
+    )
+    submit.add_argument("config", help="path to the search's YAML config (inside the current directory)")
+    submit.add_argument("--name", help="override the config's name")
+    _address_arg(submit)
+    status = commands.add_parser("status", help="the state of a submitted search job (exit 0 succeeded, 1 failed)")
+    status.add_argument("job_id")
+    _address_arg(status)
+    logs = commands.add_parser("logs", help="the output of a submitted search job")
+    logs.add_argument("job_id")
+    logs.add_argument("--follow", action="store_true", help="stream until the job ends; exit with its outcome")
+    logs.add_argument("--timeout", type=float, help="with --follow: give up after this many seconds")
+    _address_arg(logs)
+    stop = commands.add_parser("stop", help="stop a submitted search job (resume it later with `submit` again)")
+    stop.add_argument("job_id")
+    _address_arg(stop)
+    jobs = commands.add_parser("list", help="the search jobs submitted to a Ray cluster")
+    jobs.add_argument("--format", choices=["table", "json"], default="table")
+    _address_arg(jobs)
 
     solvers = commands.add_parser("solvers", help="list the solvers with their hyperparameters and papers")
     solvers.add_argument("--format", choices=["table", "json"], default="table")
@@ -245,6 +284,90 @@ def _cmd_select(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster_locations(config: SearchConfig) -> None:
+    """On a cluster the job's working directory is temporary and per node: a search's storage and tracking
+    store must be places every node (and the user, later) can reach."""
+    storage = config.storage
+    if "://" not in storage and not Path(storage).expanduser().is_absolute():
+        raise ConfigError(
+            f"`storage` is {storage!r}, a relative path: on a cluster it would land in the job's temporary working "
+            "directory; give an absolute path on shared storage (or set PARETO_SEARCH_STORAGE)"
+        )
+    if not (config.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")):
+        raise ConfigError(
+            "`tracking.uri` is not set: on a cluster the default sqlite file would land in the job's temporary "
+            "working directory; set it (or MLFLOW_TRACKING_URI) to the team's MLflow server"
+        )
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from pareto_search.jobs import client
+
+    config = load_config(args.config)  # every schema error here, in one line, before anything is sent
+    if args.name:
+        from pareto_search.config import parse_config
+
+        config = parse_config({**config.model_dump(mode="json"), "name": args.name})
+    _cluster_locations(config)
+    job = client.submit(args.address, Path(args.config), config.name, Path.cwd())
+    print(job.job_id)
+    print(
+        f"submitted search '{job.name}' to {job.address} as job {job.job_id}\n"
+        f"follow it:  pareto-search logs {job.job_id} --follow --address {job.address}\n"
+        f"its state:  pareto-search status {job.job_id} --address {job.address}\n"
+        f"stop it:    pareto-search stop {job.job_id} --address {job.address}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _job_exit(state: str) -> int:
+    from pareto_search.jobs.client import EXIT_BY_STATUS
+
+    return EXIT_BY_STATUS.get(state, 0)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from pareto_search.jobs import client
+
+    state = client.status(args.address, args.job_id)
+    print(state)
+    return _job_exit(state)
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    from pareto_search.jobs import client
+
+    state = client.logs(args.address, args.job_id, args.follow, args.timeout)
+    if state is None:
+        return 0
+    print(f"job {args.job_id}: {state}", file=sys.stderr)
+    return _job_exit(state)
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    from pareto_search.jobs import client
+
+    stopped = client.stop(args.address, args.job_id)
+    print(f"job {args.job_id}: {'stop requested' if stopped else 'already ended'}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from pareto_search.jobs import client
+
+    rows = client.list_jobs(args.address)
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ["job_id", "search", "status", "start_time", "message"]
+    widths = [max(len(h), *(len(str(r[h])) for r in rows)) if rows else len(h) for h in header]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for row in rows:
+        print("  ".join(str(row[h]).ljust(w) for h, w in zip(header, widths, strict=True)))
+    return 0
+
+
 def _cmd_groups(args: argparse.Namespace) -> int:
     from pareto_search.groups import search_groups
 
@@ -268,6 +391,11 @@ COMMANDS = {
     "compare": _cmd_compare,
     "groups": _cmd_groups,
     "select": _cmd_select,
+    "submit": _cmd_submit,
+    "status": _cmd_status,
+    "logs": _cmd_logs,
+    "stop": _cmd_stop,
+    "list": _cmd_list,
     "solvers": _cmd_solvers,
 }
 

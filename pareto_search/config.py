@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -143,6 +144,13 @@ class ResourcesConfig(_Strict):
     gpus_per_trial: float = Field(0.0, ge=0)  # fractions share one GPU between trials
 
 
+STORAGE_ENV = "PARETO_SEARCH_STORAGE"
+
+
+def default_storage() -> str:
+    return os.environ.get(STORAGE_ENV) or "searches"
+
+
 class TrackingConfig(_Strict):
     uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db
     experiment: str = "pareto_search"
@@ -171,7 +179,9 @@ class SearchConfig(_Strict):
     device: str = "auto"  # cuda when the trial was given a GPU, else cpu
     search: SearchAlgorithmConfig = Field(default_factory=SearchAlgorithmConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
-    storage: str = "searches"  # relative paths are taken from the working directory
+    # Relative paths are taken from the working directory. $PARETO_SEARCH_STORAGE, when set, replaces the
+    # default: on a cluster every node must see the same folder (ray_cluster.yaml sets it).
+    storage: str = Field(default_factory=default_storage)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
 

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # library -> the only files (relative to the repository root) allowed to import it
 ALLOWED = {
-    "ray": {"pareto_search/search", "pareto_search/scheduler.py"},
+    "ray": {"pareto_search/search", "pareto_search/scheduler.py", "pareto_search/jobs"},
     # serving: MLflow's model format, registry and pyfunc are what a served model is made of
     "mlflow": {"pareto_search/tracking.py", "pareto_search/serving"},
     # selection/mcdm: pymoo's decision making; preferences: Das–Dennis directions

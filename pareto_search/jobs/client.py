@@ -1,0 +1,224 @@
+"""The Ray Jobs adapter: `pareto-search submit / status / logs / stop / list` on Ray's `JobSubmissionClient`.
+
+A submitted search is `python -m pareto_search.cli run CONFIG --name NAME --address auto` run by Ray's job
+supervisor on the cluster, with a runtime env whose working dir is the user's current directory (the
+config and any plug-in problem module travel with it; `.venv`, data, searches, MLflow files and VCS folders
+do not). Ray's token authentication stays on: the client sends the token Ray's own loader finds
+(`RAY_AUTH_MODE=token` and `~/.ray/auth_token`, `RAY_AUTH_TOKEN` or `RAY_AUTH_TOKEN_PATH`); a cluster that
+refuses it gets a one-line error saying how to provide it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray.job_submission import JobStatus, JobSubmissionClient
+
+from pareto_search.config import ConfigError
+
+# What never travels to the cluster with the working dir: environments, data and results (they can be GBs;
+# Ray refuses working dirs over its size limit) and files that are the client machine's own.
+EXCLUDES = [
+    ".venv",
+    "venv",
+    ".git",
+    "data",
+    ".data",
+    "searches",
+    "mlruns",
+    "mlartifacts",
+    "mlflow.db",
+    "__pycache__",
+    "*.egg-info",
+    ".pytest_cache",
+    ".ruff_cache",
+    "benchmarks/out",
+    "benchmarks/results",
+]
+# Locations the job must use like the client does; forwarded when set. Credentials are not forwarded (the
+# job server shows a job's runtime env to anyone who can list jobs): cluster nodes hold their own.
+FORWARDED_ENV = ("MLFLOW_TRACKING_URI", "PARETO_SEARCH_STORAGE")
+METADATA_SEARCH = "pareto_search.search"
+# How long one call to the job server may take before the command says which server did not answer.
+REQUEST_TIMEOUT_S = 30.0
+# A freshly started head answers "No available agent to submit job" for a few seconds: retry that long.
+AGENT_WAIT_S = 60.0
+# `logs --follow` polls the job's status this often once the log stream has ended.
+POLL_S = 1.0
+TOKEN_HELP = (
+    "the cluster uses Ray token authentication: set RAY_AUTH_MODE=token and give the cluster's token in "
+    "~/.ray/auth_token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH (`ray get-auth-token` on the head prints it)"
+)
+# Exit codes of `status` / `logs --follow` by the job's final state (the CLI's own convention).
+EXIT_BY_STATUS = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 130}
+
+
+def _error(address: str, exc: Exception) -> ConfigError:
+    """One line for what the job server said: authentication, unreachable, or its own message."""
+    text = str(exc)
+    if "401" in text or "Authentication required" in text or "no authentication token" in text:
+        return ConfigError(f"Ray job server {address} refused the request: {TOKEN_HELP}")
+    if "403" in text or "Forbidden" in text:
+        return ConfigError(f"Ray job server {address} refused the token: {TOKEN_HELP}")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return ConfigError(f"Ray job server {address}: {first}")
+
+
+def _bounded(address: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`call(*args)` on a daemon thread, waiting at most REQUEST_TIMEOUT_S: Ray's client sets no timeout on its
+    HTTP requests, and a job server behind a dropping firewall would otherwise hang the command."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call(*args, **kwargs)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(REQUEST_TIMEOUT_S)
+    if worker.is_alive():
+        raise ConfigError(f"Ray job server {address} did not answer within {REQUEST_TIMEOUT_S:.0f} s")
+    if "error" in outcome:
+        error = outcome["error"]
+        if isinstance(error, ConfigError):
+            raise error
+        raise _error(address, error) from None
+    return outcome.get("value")
+
+
+def connect(address: str | None) -> JobSubmissionClient:
+    address = address or os.environ.get("RAY_ADDRESS") or ""
+    if not address.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"--address: the Ray job server's dashboard address, e.g. http://HEAD:8265 (or set RAY_ADDRESS), "
+            f"found {address!r}"
+        )
+    return _bounded(address, JobSubmissionClient, address)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job_id: str
+    address: str
+    name: str
+    entrypoint: str
+
+
+def submission_id(name: str) -> str:
+    """`<search name>-<8 hex>`: readable in `ray job list`, unique across resubmissions."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def submit(address: str | None, config_path: Path, name: str, working_dir: Path) -> Submitted:
+    """Submit `pareto-search run CONFIG --name NAME --address auto` as a Ray Job with `working_dir` shipped."""
+    config_path = config_path.resolve()
+    working_dir = working_dir.resolve()
+    try:
+        relative = config_path.relative_to(working_dir)
+    except ValueError:
+        raise ConfigError(
+            f"config {config_path} is outside the working directory {working_dir}, which is what travels to the "
+            "cluster: run `submit` from a folder that holds the config"
+        ) from None
+    client = connect(address)
+    entrypoint = f"python -m pareto_search.cli run {relative.as_posix()} --name {name} --address auto"
+    env_vars = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+    runtime_env: dict[str, Any] = {"working_dir": str(working_dir), "excludes": EXCLUDES, "env_vars": env_vars}
+    job_id = submission_id(name)
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            _bounded(
+                client.get_address(),
+                client.submit_job,
+                entrypoint=entrypoint,
+                submission_id=job_id,
+                runtime_env=runtime_env,
+                metadata={METADATA_SEARCH: name},
+            )
+            break
+        except ConfigError as exc:
+            # A head that just started has no job agent yet; Ray itself says to try again later.
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(POLL_S)
+    return Submitted(job_id, client.get_address(), name, entrypoint)
+
+
+def status(address: str | None, job_id: str) -> str:
+    client = connect(address)
+    return str(_bounded(client.get_address(), client.get_job_status, job_id).value)
+
+
+def logs(address: str | None, job_id: str, follow: bool, timeout_s: float | None) -> str | None:
+    """The job's logs (printed as they come with `follow`); with `follow`, returns the final status, waiting at
+    most `timeout_s` seconds (None: until the job ends)."""
+    client = connect(address)
+    if not follow:
+        print(_bounded(client.get_address(), client.get_job_logs, job_id), end="", flush=True)
+        return None
+    _bounded(client.get_address(), client.get_job_status, job_id)  # an unknown job fails here, in one line
+    try:
+        return asyncio.run(_follow(client, job_id, timeout_s))
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise _error(client.get_address(), exc) from None
+
+
+async def _follow(client: JobSubmissionClient, job_id: str, timeout_s: float | None) -> str:
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+
+    async def stream() -> None:
+        async for lines in client.tail_job_logs(job_id):
+            print(lines, end="", flush=True)
+
+    try:
+        await asyncio.wait_for(stream(), None if deadline is None else max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        raise ConfigError(
+            f"job {job_id} still {client.get_job_status(job_id).value} after --timeout {timeout_s:g} s: "
+            f"follow it with `pareto-search logs {job_id} --follow`"
+        ) from None
+    # The stream ends when the job does; its status settles a moment later.
+    while (state := client.get_job_status(job_id)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        await asyncio.sleep(POLL_S)
+    return str(state.value)
+
+
+def stop(address: str | None, job_id: str) -> bool:
+    client = connect(address)
+    return bool(_bounded(client.get_address(), client.stop_job, job_id))
+
+
+def list_jobs(address: str | None) -> list[dict[str, Any]]:
+    """The cluster's pareto-search jobs, oldest first: id, search, status, start time, message."""
+    client = connect(address)
+    jobs = _bounded(client.get_address(), client.list_jobs)
+    rows = []
+    for job in sorted(jobs, key=lambda j: j.start_time or 0):
+        metadata = job.metadata or {}
+        if METADATA_SEARCH not in metadata:
+            continue
+        rows.append(
+            {
+                "job_id": job.submission_id,
+                "search": metadata[METADATA_SEARCH],
+                "status": str(job.status.value),
+                "start_time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime((job.start_time or 0) / 1000)),
+                "message": (job.message or "").splitlines()[0] if job.message else "",
+            }
+        )
+    return rows
