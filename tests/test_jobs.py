@@ -28,7 +28,7 @@ def _cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120) 
     return subprocess.run([*CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def _project(tmp_path: Path, name: str, epochs: int) -> Path:
+def _project(tmp_path: Path, name: str, epochs: int, locations: bool = True) -> Path:
     """A user's project folder: a config and the plug-in problem module it imports (it travels with the job)."""
     project = tmp_path / "project"
     project.mkdir(exist_ok=True)
@@ -44,18 +44,25 @@ def _project(tmp_path: Path, name: str, epochs: int) -> Path:
             {"label": "single", "solver": "linear", "optimizer": {"name": "adam", "lr": 0.01}},
         ],
         "search": {"algorithm": "grid", "num_samples": 1},
-        "storage": str(tmp_path / "shared" / "searches"),
-        "tracking": {"uri": f"sqlite:///{tmp_path}/shared/mlflow.db", "experiment": "jobs"},
+        "tracking": {"experiment": "jobs"},
     }
+    if locations:  # else the client's PARETO_SEARCH_STORAGE and MLFLOW_TRACKING_URI say where
+        config["storage"] = str(tmp_path / "shared" / "searches")
+        config["tracking"]["uri"] = f"sqlite:///{tmp_path}/shared/mlflow.db"
     (project / f"{name}.yaml").write_text(yaml.safe_dump(config))
     return project
 
 
 def test_submit_follow_and_read_the_front_on_a_two_node_cluster(tmp_path) -> None:
     (tmp_path / "shared").mkdir()
-    project = _project(tmp_path, "jobsearch", epochs=2)
+    project = _project(tmp_path, "jobsearch", epochs=2, locations=False)
     with local_ray_cluster(tmp_path / "home", worker_cpus=(1,), head_cpus=1) as cluster:
-        env, address = cluster.env, cluster.dashboard
+        address = cluster.dashboard
+        env = {
+            **cluster.env,
+            "PARETO_SEARCH_STORAGE": str(tmp_path / "shared" / "searches"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/shared/mlflow.db",
+        }
 
         # Without the token the job server refuses, and the user is told how to provide it.
         no_token = {k: v for k, v in env.items() if k != "RAY_AUTH_MODE"}
@@ -65,6 +72,9 @@ def test_submit_follow_and_read_the_front_on_a_two_node_cluster(tmp_path) -> Non
 
         # Bad input is refused before anything is sent.
         relative = yaml.safe_load((project / "jobsearch.yaml").read_text()) | {"storage": "searches"}
+        env_without_tracking = {k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"}
+        untracked = _cli(["submit", "jobsearch.yaml", "--address", address], project, env_without_tracking)
+        assert untracked.returncode == 2 and "`tracking.uri` is not set" in untracked.stderr
         (project / "relative.yaml").write_text(yaml.safe_dump(relative))
         bad = _cli(["submit", "relative.yaml", "--address", address], project, env)
         assert bad.returncode == 2 and "`storage` is 'searches', a relative path" in bad.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import threading
 import time
 import uuid
@@ -131,8 +132,14 @@ def submit(address: str | None, config_path: Path, name: str, working_dir: Path)
             "cluster: run `submit` from a folder that holds the config"
         ) from None
     client = connect(address)
-    entrypoint = f"python -m pareto_search.cli run {relative.as_posix()} --name {name} --address auto"
     env_vars = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+    # Set on the command line too: Ray applies a runtime env's env_vars to the job's workers, and (seen with
+    # Ray 2.60) not always to the entrypoint, which is where the search's storage and tracking are resolved.
+    prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in env_vars.items())
+    command = (
+        f"python -m pareto_search.cli run {shlex.quote(relative.as_posix())} --name {shlex.quote(name)} --address auto"
+    )
+    entrypoint = f"env {prefix} {command}" if prefix else command
     runtime_env: dict[str, Any] = {"working_dir": str(working_dir), "excludes": EXCLUDES, "env_vars": env_vars}
     job_id = submission_id(name)
     deadline = time.monotonic() + AGENT_WAIT_S
