@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from collections.abc import Iterator, Sequence
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import quote
+
+from tests.processes import free_port, stop_process_group, tail
 
 __all__ = [
     "CHROMIUM_PATH",
@@ -48,7 +49,6 @@ __all__ = [
 CHROMIUM_PATH = "/usr/bin/chromium"  # Debian's package `chromium` (a wrapper script around the real binary)
 APT_TIMEOUT_S = 600
 SERVER_START_TIMEOUT_S = 60.0
-SERVER_STOP_TIMEOUT_S = 15.0
 # Chromium's own flags for a quiet, reproducible headless run: no first-run UI, no sync, no component or
 # network chatter (nothing outside 127.0.0.1 is reachable anyway), no GPU, no sandbox (tests run as root).
 _CHROMIUM_FLAGS = (
@@ -75,41 +75,6 @@ class PageNotRendered(AssertionError):
 # --------------------------------------------------------------------------------------------------------
 # Processes
 # --------------------------------------------------------------------------------------------------------
-
-
-def _stop_group(proc: subprocess.Popen[bytes], timeout_s: float = SERVER_STOP_TIMEOUT_S) -> None:
-    """Stop `proc` and every process of its group (it was started with `start_new_session=True`).
-
-    SIGTERM first so the server can stop its workers cleanly, SIGKILL to whatever is left after `timeout_s`.
-    Only the group whose id is the pid of the process this module started is signalled.
-    """
-    pgid = proc.pid
-
-    def signal_group(sig: int) -> bool:
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return False  # the whole group is gone
-        return True
-
-    if signal_group(signal.SIGTERM):
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None and not signal_group(0):
-                break
-            time.sleep(0.1)
-        else:
-            signal_group(signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=timeout_s)
-
-
-def _tail(path: Path, chars: int = _LOG_TAIL_CHARS) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as e:
-        return f"<could not read {path}: {e}>"
-    return text[-chars:]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -175,7 +140,7 @@ def _run_chromium(chromium: str, url: str, budget_ms: int, timeout_s: float) -> 
         try:
             out, err = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _stop_group(proc, timeout_s=5)
+            stop_process_group(proc, timeout_s=5)
             out, err = proc.communicate()
             return (
                 -1,
@@ -273,13 +238,6 @@ def page_title(dom: str) -> str:
 # --------------------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -352,17 +310,17 @@ def mlflow_ui(
                 if proc.poll() is not None:
                     raise RuntimeError(
                         f"`mlflow server` exited with status {proc.returncode} before answering on {base_url}.\n"
-                        f"Command: {' '.join(command)}\nLog tail:\n{_tail(log_path)}"
+                        f"Command: {' '.join(command)}\nLog tail:\n{tail(log_path)}"
                     )
                 if time.monotonic() > deadline:
                     raise RuntimeError(
                         f"`mlflow server` did not answer GET {base_url}/health within {start_timeout_s} s.\n"
-                        f"Command: {' '.join(command)}\nLog tail:\n{_tail(log_path)}"
+                        f"Command: {' '.join(command)}\nLog tail:\n{tail(log_path)}"
                     )
                 time.sleep(0.25)
             yield base_url
         finally:
-            _stop_group(proc)
+            stop_process_group(proc)
 
 
 def experiment_url(base_url: str, experiment_id: str, *, workflow: str | None = "machine_learning") -> str:

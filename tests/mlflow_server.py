@@ -11,7 +11,6 @@ from __future__ import annotations
 import configparser
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,10 +22,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import NamedTuple
 
-from tests.postgres import free_port
+from tests.processes import free_port, stop_process_group, tail
 
 START_TIMEOUT_S = 180.0  # the backend store's migrations on an empty database, then the workers start
-STOP_TIMEOUT_S = 15.0
 ADMIN_USERNAME_ENV = "MLFLOW_AUTH_ADMIN_USERNAME"
 ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
 SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
@@ -160,7 +158,7 @@ def _await_health(url: str, process: subprocess.Popen, log_path: Path, timeout_s
     deadline = time.monotonic() + timeout_s
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {process.returncode}:\n{_tail(log_path)}")
+            raise RuntimeError(f"mlflow server exited with {process.returncode}:\n{tail(log_path)}")
         with (
             suppress(urllib.error.URLError, ConnectionError, TimeoutError),
             urllib.request.urlopen(f"{url}/health", timeout=2) as answer,
@@ -168,39 +166,5 @@ def _await_health(url: str, process: subprocess.Popen, log_path: Path, timeout_s
             if answer.status == 200:
                 return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"mlflow server did not answer /health within {timeout_s:.0f} s:\n{_tail(log_path)}")
+            raise TimeoutError(f"mlflow server did not answer /health within {timeout_s:.0f} s:\n{tail(log_path)}")
         time.sleep(0.5)
-
-
-def _tail(path: Path, chars: int = 4000) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return "(no server log)"
-
-
-def stop_process_group(process: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group (the CLI and its uvicorn workers), SIGKILL after a bound.
-
-    The group is signalled and awaited even when the CLI itself has already exited: its workers may outlive it.
-    """
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline and (process.poll() is None or _group_alive(process.pid)):
-        time.sleep(0.2)
-    if _group_alive(process.pid):
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-    with suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=STOP_TIMEOUT_S)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - a group of another user's processes: not ours to wait for
-        return False
-    return True

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,19 +11,15 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.processes import free_port, stop_process_group, tail
+
 START_TIMEOUT_S = 90.0  # uvicorn + loading the model on a busy 2-core machine
 REQUEST_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -75,7 +69,7 @@ def model_server(
         deadline = time.monotonic() + start_timeout_s
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"mlflow models serve exited with {process.returncode}:\n{_tail(log.name)}")
+                raise RuntimeError(f"mlflow models serve exited with {process.returncode}:\n{tail(log.name)}")
             try:
                 with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:
                     if answer.status == 200:
@@ -84,31 +78,14 @@ def model_server(
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"mlflow models serve did not answer /ping within {start_timeout_s:.0f} s:\n{_tail(log.name)}"
+                    f"mlflow models serve did not answer /ping within {start_timeout_s:.0f} s:\n{tail(log.name)}"
                 )
             time.sleep(0.5)
         yield ModelServer(url, process, time.monotonic() - started)
     finally:
-        _stop(process)
+        stop_process_group(process)
         log.close()
         Path(log.name).unlink(missing_ok=True)
-
-
-def _tail(path: str, chars: int = 3000) -> str:
-    return Path(path).read_text(errors="replace")[-chars:]
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group (mlflow + uvicorn), SIGKILL after a bound."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
-    except (subprocess.TimeoutExpired, ProcessLookupError):
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=15)
 
 
 def invoke(url: str, body: bytes | dict[str, Any]) -> tuple[int, dict[str, Any]]:

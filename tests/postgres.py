@@ -16,13 +16,14 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
+
+from tests.processes import free_port, tail
 
 APT_UPDATE_TIMEOUT_S = 300
 APT_INSTALL_TIMEOUT_S = 900
@@ -35,12 +36,6 @@ SUPERUSER = "postgres"  # the cluster's superuser role (trust on the cluster's o
 # The driver is named in the URL: a bare `postgresql://` means psycopg2 under SQLAlchemy 2.0 but psycopg (3)
 # under SQLAlchemy 2.1, so its meaning would depend on which SQLAlchemy pip resolved.
 DRIVER = "psycopg"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _run(command: Sequence[str], timeout: float, *, what: str, **kwargs) -> subprocess.CompletedProcess:
@@ -121,13 +116,6 @@ def _as_service_user(command: list[str]) -> list[str]:
     if os.geteuid() != 0:
         return command
     return ["runuser", "-u", SERVICE_USER, "--", *command]
-
-
-def _log_tail(path: Path, chars: int = 3000) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return "(no server log)"
 
 
 def _stop_cluster(bin_dir: Path, data: Path, cwd: Path) -> None:
@@ -231,7 +219,7 @@ def postgres_cluster(databases: Sequence[str] = ("mlflow",), user: str = "mlflow
                 cwd=root,
             )
         except RuntimeError as error:
-            raise RuntimeError(f"{error}\nserver log:\n{_log_tail(log)}") from None
+            raise RuntimeError(f"{error}\nserver log:\n{tail(log)}") from None
         statements = [f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{password}';"]
         statements += [f'CREATE DATABASE "{name}" OWNER "{user}";' for name in databases]
         _run(

@@ -18,7 +18,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.model_server import free_port
+from tests.processes import free_port
 
 START_TIMEOUT_S = 120  # `ray start` of one node on a busy 2-core machine
 STOP_TIMEOUT_S = 15

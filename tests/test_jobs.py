@@ -164,6 +164,6 @@ def test_cli_usage_errors_name_what_is_allowed(tmp_path) -> None:
 
 
 def _closed_port() -> int:
-    from tests.model_server import free_port
+    from tests.processes import free_port
 
     return free_port()
