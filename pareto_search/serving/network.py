@@ -8,6 +8,7 @@ serving machine that has no MNIST files.
 
 from __future__ import annotations
 
+import copy
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -61,9 +62,10 @@ class NetworkSpec:
             raise TypeError(f"network of problem '{self.problem}' is a {type(model).__name__}, not a MultiTaskModel")
         return model
 
-    def load(self, weights_file: str | Path) -> MultiTaskModel:
-        """The network with a member's weights, in eval mode on the CPU."""
-        model = self.build()
+    def load(self, weights_file: str | Path, template: MultiTaskModel | None = None) -> MultiTaskModel:
+        """The network with a member's weights, in eval mode on the CPU. With `template` (a network from
+        `build()`), a copy of it is used: a front of many members then builds its problem once."""
+        model = self.build() if template is None else copy.deepcopy(template)
         model.load_state_dict(torch.load(weights_file, map_location="cpu", weights_only=True))
         return model.eval()
 

@@ -53,8 +53,9 @@ class ParetoModel(mlflow.pyfunc.PythonModel):
         self.is_front: bool = manifest["kind"] == "front"
         self.members: dict[str, torch.nn.Module] = {}
         points = []
+        template = self.network.build()
         for member in manifest["members"]:
-            self.members[member["point"]] = self.network.load(weights_dir / member["weights_file"])
+            self.members[member["point"]] = self.network.load(weights_dir / member["weights_file"], template)
             trial, _, index = member["point"].rpartition("/")
             points.append(
                 FrontPoint(member["point"], tuple(member["values"]), {"trial_id": trial, "member": int(index)})
