@@ -91,9 +91,14 @@ def test_removing_a_worker_node_loses_and_duplicates_nothing(tmp_path) -> None:
     children = client.search_runs([experiment], "tags.`pareto_search.kind` = 'trial'")
     assert sorted(r.data.tags["pareto_search.trial_id"] for r in children) == sorted({i.split("/")[0] for i in ids})
     for run in children:
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "trial_hv")]
-        # each epoch reported once: a trial that lost its node continued after its last checkpoint
-        assert sorted(steps) == list(range(1, EPOCHS + 1)), (run.data.tags["pareto_search.trial_id"], steps)
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "trial_hv"))
+        trial = run.data.tags["pareto_search.trial_id"]
+        assert sorted(set(steps)) == list(range(1, EPOCHS + 1)), (trial, steps)
+        # A trial that lost its node continues from its last checkpoint the driver had registered: at most the
+        # epoch in flight is run again (its result may have arrived before its checkpoint was recorded), and
+        # never epoch 1 (the node went away after every trial had checkpointed epoch 2): no restart from scratch.
+        repeated = [step for step in set(steps) if steps.count(step) > 1]
+        assert len(steps) - len(set(steps)) <= 1 and all(step >= 2 for step in repeated), (trial, steps)
     state = json.loads(max((tmp_path / "searches" / "faults").glob("experiment_state-*.json")).read_text())
     # Tune keeps each trial as (its state, its run metadata); the metadata counts the trial's failures
     failures = [json.loads(metadata).get("num_failures", 0) for _, metadata in state["trial_data"]]
