@@ -30,7 +30,6 @@ class StoredSearch:
     storage: Path
     tracking_uri: str
     parent_run_id: str
-    points: dict[str, tuple[float, ...]]  # "TRIAL/MEMBER" -> values
 
 
 def stored_search(
@@ -60,7 +59,6 @@ def stored_search(
     plan.save(parent)
     front = GlobalFront(name, plan.objectives, plan.reference_point, plan.front_path)
     problem_obj = make_problem(problem, config.problem.args)
-    points: dict[str, tuple[float, ...]] = {}
     for start in range(0, len(values), members_per_trial):
         trial = f"trial_{start // members_per_trial:05d}"
         run_id = tracker.start_trial(parent, trial, {"seed": start})
@@ -81,11 +79,10 @@ def stored_search(
                     "model_uri": f"runs:/{run_id}/weights/member_{k}.pt",
                 }
             )
-            points[f"{trial}/{k}"] = tuple(row)
         front.update(trial, members)
         tracker.end_run(run_id, "FINISHED")
     tracker.end_run(parent, "FINISHED")
-    return StoredSearch(plan, root / "searches", tracking_uri, parent, points)
+    return StoredSearch(plan, root / "searches", tracking_uri, parent)
 
 
 def expected_predictions(search: StoredSearch, point: str, inputs: np.ndarray) -> dict[str, np.ndarray]:

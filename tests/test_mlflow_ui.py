@@ -58,7 +58,6 @@ class UiStore:
     root: Path
     experiment_id: str
     parent_run_id: str
-    trial_run_ids: tuple[str, ...]
     front_png: Path
     plain_experiment_id: str
     plain_run_name: str
@@ -104,7 +103,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> UiStore:
         root=root,
         experiment_id=tracker.experiment_id,
         parent_run_id=search.parent_run_id,
-        trial_run_ids=(),
         front_png=png,
         plain_experiment_id=plain_id,
         plain_run_name="plain-run",
