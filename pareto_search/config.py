@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pareto_search.storage import storage_scheme_error
 from trials.problems import PROBLEMS
 from trials.solvers import InvalidHyperparameterError, make_params, solver_class
 from trials.spec import SpecError, TrialSpec
@@ -179,11 +180,20 @@ class SearchConfig(_Strict):
     device: str = "auto"  # cuda when the trial was given a GPU, else cpu
     search: SearchAlgorithmConfig = Field(default_factory=SearchAlgorithmConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
-    # Relative paths are taken from the working directory. $PARETO_SEARCH_STORAGE, when set, replaces the
-    # default: on a cluster every node must see the same folder (ray_cluster.yaml sets it).
+    # A folder (relative paths are taken from the working directory) or a shared-storage URI (s3://, gs://,
+    # hdfs://, file:///), where Tune's checkpoints and the front live. $PARETO_SEARCH_STORAGE, when set,
+    # replaces the default: on a cluster every node must see the same storage (ray_cluster.yaml sets it).
     storage: str = Field(default_factory=default_storage)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_location(cls, storage: str) -> str:
+        problem = storage_scheme_error(storage)
+        if problem:
+            raise ValueError(problem)
+        return storage
 
     @field_validator("reference_point")
     @classmethod

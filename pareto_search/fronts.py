@@ -12,28 +12,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pareto_search.pareto import Front, FrontPoint, HypervolumeResult, Objective
+from pareto_search.storage import Location
 
 FORMAT = 1  # bump when the points file layout changes
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file + rename in the same folder: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_atomic(path: Path | Location, text: str) -> None:
+    """Readers never see half a file (local: temp file + rename; object stores: one upload)."""
+    Location(path).write_text(text)
 
 
 def point_id(trial_id: str, member: int) -> str:
@@ -46,14 +37,14 @@ class GlobalFront:
         search: str,
         objectives: Sequence[Objective],
         reference_point: Sequence[float],
-        path: Path | None = None,
+        path: Path | Location | None = None,
     ) -> None:
         if len(reference_point) != len(objectives):
             raise ValueError(f"reference point has {len(reference_point)} values, the objectives {len(objectives)}")
         self.search = search
         self.objectives = tuple(objectives)
         self.reference_point = tuple(float(v) for v in reference_point)
-        self.path = path
+        self.path = None if path is None else Location(path)
         self.points: dict[str, FrontPoint] = {}
 
     # -- updates -----------------------------------------------------------------------------
@@ -171,8 +162,8 @@ class GlobalFront:
         write_atomic(self.path, json.dumps(payload, allow_nan=True))
 
     @classmethod
-    def load(cls, path: Path) -> GlobalFront:
-        payload = json.loads(path.read_text())
+    def load(cls, path: Path | Location) -> GlobalFront:
+        payload = json.loads(Location(path).read_text())
         if payload.get("format") != FORMAT:
             raise ValueError(f"front file '{path}' has format {payload.get('format')!r}; expected {FORMAT}")
         front = cls(

@@ -21,19 +21,21 @@ import numpy as np
 
 from pareto_search.config import ConfigError
 from pareto_search.fronts import write_atomic
+from pareto_search.storage import Location
 from trials.grouping import Grouping, GroupingError, select_groups
 
 AFFINITY_FILE = "affinity.json"
 FORMAT = 1  # bump when the file layout changes
 
 
-def affinity_path(front_path: Path) -> Path:
+def affinity_path(front_path: Path | Location) -> Location:
     """The affinity file of a search: in the folder of its front file (the plan's own files)."""
-    return front_path.parent / AFFINITY_FILE
+    return Location(front_path).parent / AFFINITY_FILE
 
 
-def load_affinities(path: Path) -> dict[str, dict[str, Any]]:
+def load_affinities(path: Path | Location) -> dict[str, dict[str, Any]]:
     """trial id -> {"tasks", "total", "epoch", "label"}; empty when nothing was recorded."""
+    path = Location(path)
     if not path.is_file():
         return {}
     payload = json.loads(path.read_text())
@@ -43,7 +45,7 @@ def load_affinities(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def record_affinity(
-    path: Path, trial_id: str, *, tasks: list[str], total: list[list[float]], epoch: int, label: str
+    path: Path | Location, trial_id: str, *, tasks: list[str], total: list[list[float]], epoch: int, label: str
 ) -> None:
     """Store (replace) a trial's running affinity total; the file is rewritten atomically."""
     trials = load_affinities(path)

@@ -15,6 +15,7 @@ from typing import Any
 from pareto_search.config import ConfigError, SearchConfig, parse_config
 from pareto_search.fronts import write_atomic
 from pareto_search.pareto import Objective
+from pareto_search.storage import Location, StorageError
 from trials.data.sources import DataUnavailableError
 from trials.preferences import make_preferences
 from trials.problems import Problem, make_problem
@@ -28,18 +29,18 @@ class SearchPlan:
     config: SearchConfig
     objectives: tuple[Objective, ...]
     reference_point: tuple[float, ...]  # own directions
-    storage_dir: Path  # <storage>/<name>: Tune's experiment folder, ours inside it
+    storage_dir: Location  # <storage>/<name>: Tune's experiment folder, ours inside it
 
     @property
     def name(self) -> str:
         return self.config.name
 
     @property
-    def files(self) -> Path:
+    def files(self) -> Location:
         return self.storage_dir / PLAN_DIR
 
     @property
-    def front_path(self) -> Path:
+    def front_path(self) -> Location:
         return self.files / "front_points.json"
 
     def to_dict(self, parent_run_id: str | None = None) -> dict[str, Any]:
@@ -47,7 +48,7 @@ class SearchPlan:
             "config": self.config.model_dump(mode="json"),
             "objectives": [{"name": o.name, "direction": o.direction} for o in self.objectives],
             "reference_point": list(self.reference_point),
-            "storage_dir": str(self.storage_dir),
+            # No location: a search folder is read where it is found (moved, copied or mounted elsewhere).
             "parent_run_id": parent_run_id,
         }
 
@@ -121,14 +122,26 @@ def make_plan(config: SearchConfig, problem: Problem | None = None) -> SearchPla
     _check_populations(config, problem.num_tasks)
     if config.device.startswith("cuda") and config.resources.gpus_per_trial == 0:
         raise ConfigError(f"`device` is {config.device!r} but `resources.gpus_per_trial` is 0; give trials a GPU")
-    storage_dir = (Path(config.storage).expanduser().resolve()) / config.name
-    return SearchPlan(config, objectives, reference_point, storage_dir)
+    return SearchPlan(config, objectives, reference_point, search_location(config.storage, config.name))
 
 
-def load_plan(storage: str | Path, name: str) -> tuple[SearchPlan, str | None]:
+def search_location(storage: str | Path | Location, name: str) -> Location:
+    """``<storage>/<name>``; a storage that cannot be a location is a one-line config error."""
+    try:
+        return Location(storage) / name
+    except StorageError as exc:
+        raise ConfigError(f"`storage`: {exc}") from None
+
+
+def load_plan(storage: str | Path | Location, name: str) -> tuple[SearchPlan, str | None]:
     """The plan of an existing search and its MLflow parent run id."""
-    path = Path(storage).expanduser().resolve() / name / PLAN_DIR / PLAN_FILE
-    if not path.is_file():
+    storage_dir = search_location(storage, name)
+    path = storage_dir / PLAN_DIR / PLAN_FILE
+    try:
+        found = path.is_file()
+    except OSError as exc:  # remote storage that does not answer or refuses
+        raise ConfigError(f"search '{name}': cannot read {path}: {str(exc).splitlines()[0]}") from None
+    if not found:
         raise ConfigError(f"search '{name}' not found: no {path}; is --storage right?")
     data = json.loads(path.read_text())
     config = parse_config(data["config"])
@@ -136,6 +149,6 @@ def load_plan(storage: str | Path, name: str) -> tuple[SearchPlan, str | None]:
         config,
         tuple(Objective(o["name"], o["direction"]) for o in data["objectives"]),
         tuple(data["reference_point"]),
-        Path(data["storage_dir"]),
+        storage_dir,
     )
     return plan, data.get("parent_run_id")

@@ -13,6 +13,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pyarrow.fs as pafs
 import pytest
 import ray
 import torch
@@ -23,10 +24,12 @@ from pareto_search.config import parse_config
 from pareto_search.pareto import Front, FrontPoint, Objective
 from pareto_search.plan import make_plan
 from pareto_search.search.runner import run_search
+from tests.s3_server import s3_server
 from trials.problems import make_problem
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "pareto_search.cli"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -164,7 +167,9 @@ def _points(front_json: dict[str, Any]) -> list[tuple[str, int, tuple[float, ...
     return sorted((p["trial_id"].split("_")[-1], p["member"], tuple(p["values"])) for p in front_json["points"])
 
 
-def test_killed_driver_resumes_to_the_same_front(tmp_path) -> None:
+def test_killed_driver_resumes_to_the_same_front_from_a_copy_on_s3(tmp_path, monkeypatch) -> None:
+    """A driver is killed mid-search; its search folder is copied to S3 (a folder moved to shared storage) and
+    resumed from there: the front equals the uninterrupted search's, and the original folder is untouched."""
     config = _config(
         tmp_path,
         "resumable",
@@ -189,7 +194,8 @@ def test_killed_driver_resumes_to_the_same_front(tmp_path) -> None:
     out_straight, _ = straight.communicate(timeout=400)
     assert straight.returncode == 0, out_straight[-3000:]
     killed = _cli(["run", str(tmp_path / "killed" / "config.yaml")], tmp_path / "killed")
-    front_file = tmp_path / "killed" / "searches" / "resumable" / "pareto_search" / "front_points.json"
+    search_dir = tmp_path / "killed" / "searches" / "resumable"
+    front_file = search_dir / "pareto_search" / "front_points.json"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and killed.poll() is None:  # kill once a trial is done, mid-search
         if front_file.is_file():
@@ -200,29 +206,26 @@ def test_killed_driver_resumes_to_the_same_front(tmp_path) -> None:
     assert killed.poll() is None, "the search ended before it could be killed"
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait(timeout=30)
+    left_behind = front_file.read_bytes()
 
-    resumed = _cli(["resume", "resumable", "--storage", str(tmp_path / "killed" / "searches")], tmp_path / "killed")
-    out_resumed, _ = resumed.communicate(timeout=400)
-    assert resumed.returncode == 0, out_resumed[-3000:]
+    with s3_server() as s3:
+        for name, value in s3.env.items():
+            monkeypatch.setenv(name, value)
+        storages = {"straight": str(tmp_path / "straight" / "searches"), "killed": s3.uri("moved")}
+        pafs.copy_files(str(search_dir), f"{s3.bucket}/moved/resumable", destination_filesystem=s3.filesystem())
+        resumed = _cli(["resume", "resumable", "--storage", storages["killed"]], tmp_path / "killed")
+        out_resumed, _ = resumed.communicate(timeout=400)
+        assert resumed.returncode == 0, out_resumed[-3000:]
 
-    fronts = []
-    for run in ("straight", "killed"):
-        printed = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pareto_search.cli",
-                "front",
-                "resumable",
-                "--format",
-                "json",
-                "--storage",
-                str(tmp_path / run / "searches"),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        fronts.append(json.loads(printed.stdout))
-    assert _points(fronts[0]) == _points(fronts[1])
+        fronts = []
+        for run in ("straight", "killed"):
+            printed = subprocess.run(
+                [*CLI, "front", "resumable", "--format", "json", "--storage", storages[run]],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            fronts.append(json.loads(printed.stdout))
+    assert _points(fronts[0]) == _points(fronts[1]), out_resumed[-6000:]
     assert fronts[0]["hypervolume"] == fronts[1]["hypervolume"]
+    assert front_file.read_bytes() == left_behind, "resuming the copy wrote into the original folder"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import Any
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 from pareto_search.config import ConfigError
+from pareto_search.timeouts import WaitTimeout, bounded_call
 
 # What never travels to the cluster with the working dir: environments, data and results (they can be GBs;
 # Ray refuses working dirs over its size limit) and files that are the client machine's own.
@@ -74,27 +74,16 @@ def _error(address: str, exc: Exception) -> ConfigError:
 
 
 def _bounded(address: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """`call(*args)` on a daemon thread, waiting at most REQUEST_TIMEOUT_S: Ray's client sets no timeout on its
-    HTTP requests, and a job server behind a dropping firewall would otherwise hang the command."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = call(*args, **kwargs)
-        except BaseException as exc:  # handed to the caller's thread
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
-    worker.join(REQUEST_TIMEOUT_S)
-    if worker.is_alive():
-        raise ConfigError(f"Ray job server {address} did not answer within {REQUEST_TIMEOUT_S:.0f} s")
-    if "error" in outcome:
-        error = outcome["error"]
-        if isinstance(error, ConfigError):
-            raise error
-        raise _error(address, error) from None
-    return outcome.get("value")
+    """`call(*args)`, waiting at most REQUEST_TIMEOUT_S: Ray's client sets no timeout on its HTTP requests,
+    and a job server behind a dropping firewall would otherwise hang the command."""
+    try:
+        return bounded_call(lambda: call(*args, **kwargs), REQUEST_TIMEOUT_S, f"Ray job server {address}")
+    except WaitTimeout as exc:
+        raise ConfigError(str(exc)) from None
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise _error(address, exc) from None
 
 
 def connect(address: str | None) -> JobSubmissionClient:

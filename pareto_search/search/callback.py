@@ -26,6 +26,7 @@ from pareto_search.groups import affinity_path, record_affinity
 from pareto_search.pareto import Objective
 from pareto_search.plan import SearchPlan
 from pareto_search.search.trainable import member_file
+from pareto_search.storage import Location
 from pareto_search.tracking import SearchTracker
 
 ERROR_CHARS = 2000  # enough of a traceback's end to see the cause in the MLflow UI
@@ -50,6 +51,17 @@ def trial_params(trial_config: dict[str, Any]) -> dict[str, Any]:
     return {"variant": variant, "seed": trial_config.get("seed"), **_flatten(values)}
 
 
+# Search name -> its plan file folder, in the driver process that runs it. A restored callback (unpickled
+# from Tune's experiment state) takes its location from here: a search resumed from a moved or copied
+# folder, or from shared storage, writes there and never into the folder it was started in.
+_LOCATIONS: dict[str, Location] = {}
+
+
+def bind_location(search: str, files: Location) -> None:
+    """Where the callbacks of `search` keep its files in this process (run_search calls it first)."""
+    _LOCATIONS[search] = files
+
+
 class SearchCallback(tune.Callback):
     def __init__(self, plan: SearchPlan, parent_run_id: str, tracking_uri: str) -> None:
         self.search = plan.name
@@ -68,6 +80,12 @@ class SearchCallback(tune.Callback):
         state = dict(self.__dict__)
         state.update(_front=None, _tracker=None)  # reopened lazily after unpickling
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        files = _LOCATIONS.get(self.search)
+        if files is not None:
+            self.front_path = files / self.front_path.name
 
     @property
     def front(self) -> GlobalFront:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -15,11 +14,12 @@ from ray.tune.search.optuna import OptunaSearch
 
 from pareto_search.config import ConfigError
 from pareto_search.fronts import GlobalFront
-from pareto_search.plan import SearchPlan, load_plan
+from pareto_search.plan import PLAN_FILE, SearchPlan, load_plan
 from pareto_search.scheduler import ParetoASHA, ParetoASHAStateCallback
-from pareto_search.search.callback import SearchCallback
+from pareto_search.search.callback import SearchCallback, bind_location
 from pareto_search.search.space import param_space
 from pareto_search.search.trainable import run_trial
+from pareto_search.storage import StorageError, check_reachable
 from pareto_search.tracking import SearchTracker, resolve_tracking_uri
 
 
@@ -92,7 +92,11 @@ def _init_ray(address: str | None) -> None:
 
 def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = False) -> GlobalFront:
     """Run a new search, or resume an interrupted one from its storage; returns its global front."""
-    plan_file_exists = (plan.files / "search.json").is_file()
+    try:
+        check_reachable(plan.storage_dir)  # before anything is written or started
+    except StorageError as exc:
+        raise ConfigError(f"`storage`: {exc}") from None
+    plan_file_exists = (plan.files / PLAN_FILE).is_file()
     tracker = SearchTracker(plan.config.tracking.uri, plan.config.tracking.experiment)
     tracking_uri = resolve_tracking_uri(plan.config.tracking.uri)
     if resume:
@@ -107,6 +111,7 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
         parent_run_id = tracker.start_search(plan.name, plan.config.model_dump(mode="json"))
         plan.save(parent_run_id)
     _init_ray(address)
+    bind_location(plan.name, plan.files)  # before Tune unpickles a restored callback
     trainable = _trainable(plan)
     if resume and tune.Tuner.can_restore(str(plan.storage_dir)):
         tuner = tune.Tuner.restore(
@@ -162,5 +167,3 @@ def release_ray() -> None:
     ray.shutdown()
 
 
-def storage_of(name: str, storage: str | Path) -> Path:
-    return Path(storage).expanduser().resolve() / name
