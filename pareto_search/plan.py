@@ -15,7 +15,7 @@ from typing import Any
 from pareto_search.config import ConfigError, SearchConfig, parse_config
 from pareto_search.fronts import write_atomic
 from pareto_search.pareto import Objective
-from pareto_search.storage import Location, StorageError
+from pareto_search.storage import Location, StorageError, check_reachable
 from trials.data.sources import DataUnavailableError
 from trials.preferences import make_preferences
 from trials.problems import Problem, make_problem
@@ -138,8 +138,11 @@ def load_plan(storage: str | Path | Location, name: str) -> tuple[SearchPlan, st
     storage_dir = search_location(storage, name)
     path = storage_dir / PLAN_DIR / PLAN_FILE
     try:
+        check_reachable(storage_dir)  # bounded: remote storage that does not answer is one line, not a hang
         found = path.is_file()
-    except OSError as exc:  # remote storage that does not answer or refuses
+    except StorageError as exc:
+        raise ConfigError(f"`--storage`: {exc}") from None
+    except OSError as exc:  # remote storage that refuses the read
         raise ConfigError(f"search '{name}': cannot read {path}: {str(exc).splitlines()[0]}") from None
     if not found:
         raise ConfigError(f"search '{name}' not found: no {path}; is --storage right?")

@@ -163,12 +163,17 @@ def check_reachable(location: Location) -> None:
 
     def probe() -> None:
         filesystem, path = location._remote()
+        bucket = path.split("/", 1)[0]
+        if urlsplit(location.uri).scheme != "hdfs" and filesystem.get_file_info(bucket).type == pafs.FileType.NotFound:
+            raise StorageError(f"storage {location}: bucket '{bucket}' does not exist (create it first)")
         filesystem.get_file_info(path)
 
     try:
         bounded_call(probe, CHECK_TIMEOUT_S, f"storage {location}")
     except WaitTimeout as exc:
         raise StorageError(f"{exc} (is the endpoint in AWS_ENDPOINT_URL / the network right?)") from None
+    except StorageError:
+        raise
     except OSError as exc:
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise StorageError(f"storage {location} cannot be read: {first}") from None
