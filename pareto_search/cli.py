@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pareto_search.config import ConfigError, SearchConfig, load_config
+from pareto_search.errors import SearchStopped
 
+EXIT_FAILED = 1  # the search ran but could not finish (the message says what is kept)
 EXIT_USAGE = 2
 
 
@@ -411,6 +413,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pareto-search {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except SearchStopped as exc:
+        from pareto_search.search.runner import release_ray
+
+        release_ray()
+        print(f"pareto-search {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

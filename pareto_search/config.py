@@ -155,6 +155,9 @@ def default_storage() -> str:
 class TrackingConfig(_Strict):
     uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db
     experiment: str = "pareto_search"
+    # How long the search goes on while the tracking server does not answer (its writes buffered, the front in
+    # storage) before it stops: a server restart or a network cut takes minutes; longer needs a person.
+    outage_timeout_s: float = Field(600.0, gt=0)
 
 
 class DiagnosticsConfig(_Strict):

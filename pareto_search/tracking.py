@@ -18,6 +18,7 @@ call here names its run id explicitly and each tracker owns its client: no globa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -35,7 +36,7 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities.lifecycle_stage import LifecycleStage
-from mlflow.exceptions import MlflowException
+from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_USER
 from mlflow.utils.validation import (
@@ -446,13 +447,16 @@ class SearchTracker:
 
     # ---- metrics, tags, status -------------------------------------------------------------------------
 
-    def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int) -> None:
+    def log_metrics(
+        self, run_id: str, metrics: Mapping[str, Any], step: int, *, timestamp_ms: int | None = None
+    ) -> None:
         """Log several metrics at one step in one batch call (one round trip per report, not per metric).
 
+        `timestamp_ms`: when they were measured (default now); a write replayed after an outage keeps its time.
         Never raises on a bad value: a diverged trial's NaN is kept (MLflow stores it; the sqlite store keeps
         +-inf as +-1.797e308), and a value that is not a number at all is skipped with a warning in the log.
         """
-        timestamp = int(time.time() * 1000)
+        timestamp = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
         batch: list[Metric] = []
         for key, value in metrics.items():
             try:
@@ -616,3 +620,33 @@ class SearchTracker:
                 )
         for chunk in _chunks(new, MAX_PARAMS_TAGS_PER_BATCH):
             self._client.log_batch(run_id, params=chunk, synchronous=True)
+
+
+# Inside fail_fast_http: one request's timeout (MLflow's default is 120 s, then 7 retries with back-off).
+FAIL_FAST_TIMEOUT_S = 10
+
+
+@contextlib.contextmanager
+def fail_fast_http() -> Iterator[None]:
+    """One try per MLflow request, with a short timeout (MLflow reads these variables at every request)."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(FAIL_FAST_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The server did not answer (or answered 5xx): worth retrying. Its own 4xx answers, and errors of a
+    local store, are not."""
+    if isinstance(exc, RestException):
+        return exc.get_http_status_code() >= 500
+    if isinstance(exc, MlflowException):  # MLflow's wrapper of a refused, reset or timed-out HTTP request
+        return str(exc).startswith("API request to")
+    return isinstance(exc, OSError | TimeoutError)  # requests' errors are OSErrors

@@ -91,17 +91,18 @@ def server_command(
 @contextmanager
 def mlflow_server(
     backend_store_uri: str,
-    artifacts_destination: Path,
+    artifacts_destination: Path | str,
     auth_database_uri: str,
     *,
     env: Mapping[str, str] | None = None,
+    port: int | None = None,
     workers: int = 2,
     job_execution: bool = False,
     auth_cache_ttl_seconds: int = AUTH_CACHE_TTL_S,
     start_timeout_s: float = START_TIMEOUT_S,
 ) -> Iterator[MlflowServer]:
     """Start `mlflow server --app-name basic-auth` with runs in `backend_store_uri` and artifacts (proxied through
-    the server: runs get `mlflow-artifacts:/` URIs) in the folder `artifacts_destination`.
+    the server: runs get `mlflow-artifacts:/` URIs) in the folder (or object-store URI) `artifacts_destination`.
 
     `env` (default: this process's environment) must hold `MLFLOW_AUTH_ADMIN_USERNAME` and
     `MLFLOW_AUTH_ADMIN_PASSWORD`; `MLFLOW_FLASK_SERVER_SECRET_KEY` (CSRF key of the auth app) is generated when
@@ -116,7 +117,7 @@ def mlflow_server(
             f"mlflow_server needs the admin credentials in {ADMIN_USERNAME_ENV} and {ADMIN_PASSWORD_ENV} "
             f"(a password of at least {MIN_PASSWORD_LENGTH} characters)"
         )
-    port = free_port()
+    port = port or free_port()  # a given port: the same server started again after a stop
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="pareto_search_mlflow_server_") as tmp:
         ini = write_auth_ini(
@@ -134,9 +135,12 @@ def mlflow_server(
         }
         for name in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             server_env.pop(name, None)  # the server's own store is the command line's, nothing else
+        destination = str(artifacts_destination)
+        if "://" not in destination:
+            destination = Path(destination).resolve().as_uri()
         command = server_command(
             backend_store_uri,
-            Path(artifacts_destination).resolve().as_uri(),
+            destination,
             port,
             f"127.0.0.1:{port},localhost:{port}",
             workers,

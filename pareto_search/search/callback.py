@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from pareto_search.fronts import GlobalFront
 from pareto_search.groups import affinity_path, record_affinity
 from pareto_search.pareto import Objective
 from pareto_search.plan import SearchPlan
+from pareto_search.search.outage import TrackingQueue
 from pareto_search.search.trainable import member_file
 from pareto_search.storage import Location
 from pareto_search.tracking import SearchTracker
@@ -71,14 +73,18 @@ class SearchCallback(tune.Callback):
         self.parent_run_id = parent_run_id
         self.tracking_uri = tracking_uri
         self.experiment = plan.config.tracking.experiment
+        self.outage_timeout_s = plan.config.tracking.outage_timeout_s
         self.results_seen = 0
         self._front: GlobalFront | None = None
         self._tracker: SearchTracker | None = None
+        self._queue: TrackingQueue | None = None
         self._child_runs: dict[str, str] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_front=None, _tracker=None)  # reopened lazily after unpickling
+        # Reopened lazily after unpickling. Writes still buffered by an outage are not carried over: a driver
+        # killed during an outage loses those MLflow records, never the front (it is in storage).
+        state.update(_front=None, _tracker=None, _queue=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -103,17 +109,25 @@ class SearchCallback(tune.Callback):
             self._tracker = SearchTracker(self.tracking_uri, self.experiment)
         return self._tracker
 
-    def _child(self, trial: Any) -> str:
-        run_id = self._child_runs.get(trial.trial_id)
+    @property
+    def queue(self) -> TrackingQueue:
+        if self._queue is None:
+            self._queue = TrackingQueue(self.tracking_uri, self.outage_timeout_s)
+        return self._queue
+
+    def _child(self, trial_id: str, params: dict[str, Any]) -> str:
+        """The trial's MLflow run, created on first use (inside a queued write)."""
+        run_id = self._child_runs.get(trial_id)
         if run_id is None:
-            run_id = self.tracker.start_trial(self.parent_run_id, trial.trial_id, trial_params(trial.config))
-            self._child_runs[trial.trial_id] = run_id
+            run_id = self.tracker.start_trial(self.parent_run_id, trial_id, params)
+            self._child_runs[trial_id] = run_id
         return run_id
 
     # -- Tune hooks ------------------------------------------------------------------------------
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._child(trial)
+        trial_id, params = trial.trial_id, trial_params(trial.config)
+        self.queue.submit(f"start run of {trial_id}", lambda: self._child(trial_id, params))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         epoch = int(result["training_iteration"])
@@ -122,17 +136,10 @@ class SearchCallback(tune.Callback):
             {"member": k, "values": row, "solver": label, "preference": pref, "epoch": epoch}
             for k, (row, pref) in enumerate(zip(result["values"], result["preferences"], strict=True))
         ]
-        self.front.update(trial.trial_id, members)
+        self.front.update(trial.trial_id, members)  # storage first: the point is kept whatever MLflow does
         contribution = self.front.contribution(trial.trial_id)
         global_hv = self.front.hypervolume().value
         self.results_seen += 1
-        metrics = {
-            key: value for key, value in result.items() if key.startswith(("m", "best/", "affinity/")) and "/" in key
-        }
-        metrics.update(trial_hv=result["trial_hv"], front_contribution=contribution)
-        for k, losses in enumerate(result["train_losses"]):
-            metrics.update({f"m{k}/train_loss_t{t}": v for t, v in enumerate(losses)})
-        self.tracker.log_metrics(self._child(trial), metrics, step=epoch)
         if "affinity_total" in result:  # what `pareto-search groups` reads, kept next to the front
             record_affinity(
                 affinity_path(self.front_path),
@@ -142,8 +149,22 @@ class SearchCallback(tune.Callback):
                 epoch=epoch,
                 label=label,
             )
-        self.tracker.log_metrics(
-            self.parent_run_id, {"global_hv": global_hv, "front_points": len(self.front.front())}, self.results_seen
+        metrics = {
+            key: value for key, value in result.items() if key.startswith(("m", "best/", "affinity/")) and "/" in key
+        }
+        metrics.update(trial_hv=result["trial_hv"], front_contribution=contribution)
+        for k, losses in enumerate(result["train_losses"]):
+            metrics.update({f"m{k}/train_loss_t{t}": v for t, v in enumerate(losses)})
+        trial_id, params, measured_ms = trial.trial_id, trial_params(trial.config), int(time.time() * 1000)
+        search_metrics = {"global_hv": global_hv, "front_points": len(self.front.front())}
+        step = self.results_seen
+        self.queue.submit(
+            f"metrics of {trial_id} epoch {epoch}",
+            lambda: self.tracker.log_metrics(self._child(trial_id, params), metrics, epoch, timestamp_ms=measured_ms),
+        )
+        self.queue.submit(
+            f"search metrics at result {step}",
+            lambda: self.tracker.log_metrics(self.parent_run_id, search_metrics, step, timestamp_ms=measured_ms),
         )
         done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
         print(
@@ -164,25 +185,33 @@ class SearchCallback(tune.Callback):
         self._finish(trial, "FAILED", error or "trial failed (no error file)")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.publish_front()
+        self.queue.submit("the front's artifacts", self.publish_front)
+        self.queue.flush()  # bounded by the outage bound: raises TrackingUnavailable past it
 
     # -- helpers ---------------------------------------------------------------------------------
 
     def _finish(self, trial: Any, status: str, error: str | None) -> None:
-        run_id = self._child(trial)
-        checkpoint = trial.checkpoint
-        if checkpoint is not None:
-            # Points found before a failure are kept, so their weights are stored too.
-            with checkpoint.as_directory() as folder:
-                for path in sorted(Path(folder).glob("member_*.pt")):
-                    self.tracker.log_artifact_file(run_id, path, "weights")
-            self.front.set_data(
-                trial.trial_id,
-                model_uri=lambda p: self.tracker.artifact_uri(run_id, f"weights/{member_file(int(p.data['member']))}"),
-                status="failed" if status == "FAILED" else "finished",
-            )
-        self._log_affinity(run_id, getattr(trial, "last_result", None) or {})
-        self.tracker.end_run(run_id, status, error)  # type: ignore[arg-type]
+        trial_id, params = trial.trial_id, trial_params(trial.config)
+        checkpoint, last_result = trial.checkpoint, dict(getattr(trial, "last_result", None) or {})
+
+        def write() -> None:
+            run_id = self._child(trial_id, params)
+            if checkpoint is not None:
+                # Points found before a failure are kept, so their weights are stored too.
+                with checkpoint.as_directory() as folder:
+                    for path in sorted(Path(folder).glob("member_*.pt")):
+                        self.tracker.log_artifact_file(run_id, path, "weights")
+                self.front.set_data(
+                    trial_id,
+                    model_uri=lambda p: self.tracker.artifact_uri(
+                        run_id, f"weights/{member_file(int(p.data['member']))}"
+                    ),
+                    status="failed" if status == "FAILED" else "finished",
+                )
+            self._log_affinity(run_id, last_result)
+            self.tracker.end_run(run_id, status, error)  # type: ignore[arg-type]
+
+        self.queue.submit(f"weights and end of {trial_id}", write)
 
     def _log_affinity(self, run_id: str, result: dict[str, Any]) -> None:
         """The trial's affinity summed over training, as a heatmap and JSON artifact of its run."""

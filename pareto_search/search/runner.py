@@ -13,10 +13,12 @@ from ray.tune.search import BasicVariantGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from pareto_search.config import ConfigError
+from pareto_search.errors import SearchStopped
 from pareto_search.fronts import GlobalFront
 from pareto_search.plan import PLAN_FILE, SearchPlan, load_plan
 from pareto_search.scheduler import ParetoASHA, ParetoASHAStateCallback
 from pareto_search.search.callback import SearchCallback, bind_location
+from pareto_search.search.outage import TrackingUnavailable, fail_fast_http, is_outage
 from pareto_search.search.space import param_space
 from pareto_search.search.trainable import run_trial
 from pareto_search.storage import StorageError, check_reachable
@@ -97,18 +99,25 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
     except StorageError as exc:
         raise ConfigError(f"`storage`: {exc}") from None
     plan_file_exists = (plan.files / PLAN_FILE).is_file()
-    tracker = SearchTracker(plan.config.tracking.uri, plan.config.tracking.experiment)
     tracking_uri = resolve_tracking_uri(plan.config.tracking.uri)
-    if resume:
-        plan, parent_run_id = load_plan(plan.storage_dir.parent, plan.name)
-        parent_run_id = tracker.start_search(plan.name, plan.to_dict(), run_id=parent_run_id)
-    else:
-        if plan_file_exists:
-            raise ConfigError(
-                f"search '{plan.name}' already exists in {plan.storage_dir}; "
-                f"`pareto-search resume {plan.name}` continues it, or choose another --name"
-            )
-        parent_run_id = tracker.start_search(plan.name, plan.config.model_dump(mode="json"))
+    if not resume and plan_file_exists:
+        raise ConfigError(
+            f"search '{plan.name}' already exists in {plan.storage_dir}; "
+            f"`pareto-search resume {plan.name}` continues it, or choose another --name"
+        )
+    try:
+        with fail_fast_http():  # a server that does not answer is one line now, not minutes of retries
+            tracker = SearchTracker(tracking_uri, plan.config.tracking.experiment)
+            if resume:
+                plan, parent_run_id = load_plan(plan.storage_dir.parent, plan.name)
+                parent_run_id = tracker.start_search(plan.name, plan.to_dict(), run_id=parent_run_id)
+            else:
+                parent_run_id = tracker.start_search(plan.name, plan.config.model_dump(mode="json"))
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        raise ConfigError(f"`tracking.uri`: {tracking_uri} did not answer: {str(exc).splitlines()[0][:300]}") from None
+    if not resume:
         plan.save(parent_run_id)
     _init_ray(address)
     bind_location(plan.name, plan.files)  # before Tune unpickles a restored callback
@@ -148,7 +157,17 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
                 verbose=1,
             ),
         )
-    results = tuner.fit()
+    try:
+        results = tuner.fit()
+    except Exception as exc:
+        outage = _cause(exc, TrackingUnavailable)
+        if outage is None:
+            raise
+        kept = len(GlobalFront.load(plan.front_path).points) if plan.front_path.is_file() else 0
+        raise SearchStopped(
+            f"{outage}; search '{plan.name}' stopped: its {kept} evaluated points are in {plan.front_path}; "
+            f"`pareto-search resume {plan.name}` continues it once the server answers"
+        ) from None
     front = GlobalFront.load(plan.front_path) if plan.front_path.is_file() else None
     errors = sum(1 for r in results if r.error is not None)
     status = "FINISHED"
@@ -159,6 +178,18 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
         objectives = plan.objectives
         front = GlobalFront(plan.name, objectives, plan.reference_point, plan.front_path)
     return front
+
+
+def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """`exc` or the first exception of type `kind` in its chain (Tune wraps a callback's error)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def release_ray() -> None:
