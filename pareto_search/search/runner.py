@@ -196,5 +196,3 @@ def release_ray() -> None:
     """For the process that owns Ray (the CLI): stop the embedded one, or disconnect from a
     cluster. Flushes the trials' buffered log lines first."""
     ray.shutdown()
-
-
