@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import yaml
 from mlflow import MlflowClient
+from sqlalchemy.engine import make_url
 
+from tests.mlflow_server import ADMIN_PASSWORD_ENV, ADMIN_USERNAME_ENV, mlflow_server
+from tests.postgres import postgres_cluster
 from tests.ray_cluster import local_ray_cluster
+from tests.s3_server import s3_server
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "pareto_search.cli"]
@@ -53,16 +59,29 @@ def _project(tmp_path: Path, name: str, epochs: int, locations: bool = True) -> 
     return project
 
 
-def test_submit_follow_and_read_the_front_on_a_two_node_cluster(tmp_path) -> None:
-    (tmp_path / "shared").mkdir()
+def test_submit_follow_and_read_the_front_on_a_two_node_cluster(tmp_path, monkeypatch) -> None:
+    """The team setup end to end: a 2-node Ray cluster, the search's storage on an S3 server, tracking on an
+    `mlflow server` (PostgreSQL, basic-auth, artifacts in the same bucket); `submit`, follow, read the front."""
+    (tmp_path / "shared").mkdir()  # the stopped search's local storage (see below)
     project = _project(tmp_path, "jobsearch", epochs=2, locations=False)
-    with local_ray_cluster(tmp_path / "home", worker_cpus=(1,), head_cpus=1) as cluster:
+    with ExitStack() as stack:
+        s3 = stack.enter_context(s3_server())
+        postgres = stack.enter_context(postgres_cluster(("mlflow", "mlflow_auth")))
+        auth_url = make_url(postgres).set(database="mlflow_auth").render_as_string(hide_password=False)
+        password = secrets.token_urlsafe(18)
+        credentials = {ADMIN_USERNAME_ENV: "admin", ADMIN_PASSWORD_ENV: password}
+        server = stack.enter_context(
+            mlflow_server(postgres, s3.uri("mlartifacts"), auth_url, env={**os.environ, **s3.env, **credentials})
+        )
+        # What every node's environment holds on a real cluster: the object store's endpoint and keys, and the
+        # MLflow login (ray_cluster.yaml: an instance profile and ~/.mlflow/credentials)
+        node_env = {**s3.env, "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": password}
+        for name, value in node_env.items():
+            monkeypatch.setenv(name, value)
+        cluster = stack.enter_context(local_ray_cluster(tmp_path / "home", worker_cpus=(1,), head_cpus=1))
         address = cluster.dashboard
-        env = {
-            **cluster.env,
-            "PARETO_SEARCH_STORAGE": str(tmp_path / "shared" / "searches"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/shared/mlflow.db",
-        }
+        storage = s3.uri("searches")
+        env = {**cluster.env, "PARETO_SEARCH_STORAGE": storage, "MLFLOW_TRACKING_URI": server.url}
 
         # Without the token the job server refuses, and the user is told how to provide it.
         no_token = {k: v for k, v in env.items() if k != "RAY_AUTH_MODE"}
@@ -102,19 +121,21 @@ def test_submit_follow_and_read_the_front_on_a_two_node_cluster(tmp_path) -> Non
         logs = _cli(["logs", job_id, "--address", address], project, env)
         assert logs.returncode == 0 and "points on the front of 3 evaluated" in logs.stdout
 
-        # The front, from the shared storage and from MLflow, agree.
-        front = _cli(
-            ["front", "jobsearch", "--format", "json", "--storage", str(tmp_path / "shared" / "searches")], project, env
-        )
+        # The front, from the S3 storage and from the MLflow server, agree; checkpoints and artifacts are in the bucket.
+        front = _cli(["front", "jobsearch", "--format", "json", "--storage", storage], project, env)
         assert front.returncode == 0, front.stderr
         stored = json.loads(front.stdout)
-        client = MlflowClient(f"sqlite:///{tmp_path}/shared/mlflow.db")
+        client = MlflowClient(server.url)
         parent = client.search_runs(
             [client.get_experiment_by_name("jobs").experiment_id], "tags.`pareto_search.kind` = 'search'"
         )[0]
         local = Path(client.download_artifacts(parent.info.run_id, "front.json", str(tmp_path)))
         tracked = json.loads(local.read_text())
         assert tracked["points"] == stored["points"] and tracked["hypervolume"] == stored["hypervolume"]
+        keys = s3.keys()
+        assert any(k.startswith("searches/jobsearch/") and k.endswith("/member_0.pt") for k in keys), keys
+        assert any(k.startswith("mlartifacts/") and k.endswith("/front.json") for k in keys), keys
+        assert not (project / "searches").exists() and not (project / "mlflow.db").exists()
 
         # The working dir travelled without .venv; the job's runtime env says so.
         assert ".venv" in json.dumps(_job_runtime_env(address, job_id, env))
