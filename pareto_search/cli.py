@@ -379,10 +379,13 @@ def _cmd_groups(args: argparse.Namespace) -> int:
 
 
 def _cmd_solvers(args: argparse.Namespace) -> int:
-    from pareto_search.solver_catalog import catalog, format_text
+    from pareto_search.solver_catalog import catalog, format_methods, format_text, methods
 
-    infos = catalog()
-    print(json.dumps([i.to_json() for i in infos], indent=2) if args.format == "json" else format_text(infos))
+    presets, infos = methods(), catalog()
+    if args.format == "json":
+        print(json.dumps([i.to_json() for i in [*presets, *infos]], indent=2))
+    else:
+        print(f"{format_methods(presets)}\n\n{format_text(infos)}")
     return 0
 
 

@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pareto_search.storage import storage_scheme_error
+from trials.presets import PRESETS, merge
 from trials.problems import PROBLEMS
 from trials.solvers import InvalidHyperparameterError, make_params, solver_class
 from trials.spec import SpecError, TrialSpec
@@ -86,13 +87,28 @@ class ObjectiveConfig(_Strict):
 
 
 class SolverEntry(_Strict):
-    """One method to try: a solver, its population and optimizer; any value may be a distribution."""
+    """One method to try: a solver, its population and optimizer; any value may be a distribution.
 
-    label: str | None = None  # how fronts and tables name this entry; default from solver and K
+    ``method`` names a preset (trials/presets.py: ``mt2o``) that fills in the solver, population and
+    transfer; what the entry sets itself wins."""
+
+    label: str | None = None  # how fronts and tables name this entry; default from method/solver and K
+    method: str | None = None
     solver: str
     solver_args: dict[str, Any] = Field(default_factory=dict)
     population: dict[str, Any] = Field(default_factory=dict)
     optimizer: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_method(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or data.get("method") is None:
+            return data
+        name = data["method"]
+        preset = PRESETS.get(name) if isinstance(name, str) else None
+        if preset is None:
+            raise ValueError(f"`method`: method {name!r} is unknown; allowed: {', '.join(PRESETS)}")
+        return merge(preset.entry(), data)
 
     @field_validator("solver")
     @classmethod
@@ -104,6 +120,8 @@ class SolverEntry(_Strict):
         if self.label:
             return self.label
         size = self.population.get("size", 1)
+        if self.method is not None:
+            return f"{self.method}-k{size}" if isinstance(size, int) else self.method
         eps0 = self.population.get("transfer", {}).get("eps0")
         if eps0 is None:
             eps0 = solver_class(self.solver).default_transfer_eps0

@@ -1,15 +1,18 @@
 """The catalog of registered solvers: name, summary, paper, whose code runs, and every
 hyperparameter with its type and default, read from each solver's ``Params`` dataclass so the
-listing can never drift from the code. Printed by ``pareto-search solvers``."""
+listing can never drift from the code; and the method presets (``mt2o``) with their defaults.
+Printed by ``pareto-search solvers``."""
 
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from trials.presets import PRESETS
 from trials.solvers import SOLVERS, Solver
 
 
@@ -31,6 +34,7 @@ class SolverInfo:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "kind": "solver",
             "name": self.name,
             "summary": self.summary,
             "paper": self.paper,
@@ -100,6 +104,58 @@ def describe(cls: type[Solver]) -> SolverInfo:
 def catalog() -> list[SolverInfo]:
     """Every registered solver, sorted by name."""
     return [describe(cls) for _, cls in sorted(SOLVERS.items())]
+
+
+def _flat(tree: Mapping[str, Any], prefix: str) -> list[HyperparameterInfo]:
+    out: list[HyperparameterInfo] = []
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out += _flat(value, f"{prefix}{key}.")
+        else:
+            out.append(HyperparameterInfo(f"{prefix}{key}", type(value).__name__, value))
+    return out
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A named method that is a preset over a solver (trials/presets.py): ``method: NAME`` in a config."""
+
+    name: str
+    summary: str
+    paper: str
+    solver: str
+    defaults: tuple[HyperparameterInfo, ...]  # population.size, population.transfer.rule, ...
+    why: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "method",
+            "name": self.name,
+            "summary": self.summary,
+            "paper": self.paper,
+            "solver": self.solver,
+            "defaults": [{"name": h.name, "type": h.type, "default": _jsonable(h.default)} for h in self.defaults],
+            "why": self.why,
+        }
+
+
+def methods() -> list[MethodInfo]:
+    """Every method preset, sorted by name."""
+    return [
+        MethodInfo(p.name, p.summary, p.paper, p.solver, tuple(_flat(p.population, "population.")), p.why)
+        for _, p in sorted(PRESETS.items())
+    ]
+
+
+def format_methods(infos: list[MethodInfo]) -> str:
+    lines = []
+    for info in infos:
+        lines.append(f"{info.name} (method: `method: {info.name}` in a solver entry): {info.summary}")
+        lines.append(f"    paper: {info.paper}")
+        lines.append(f"    solver: {info.solver}")
+        lines.extend(f"    {h.name} = {h.default!r}  ({h.type})" for h in info.defaults)
+        lines.append(f"    defaults from: {info.why}")
+    return "\n".join(lines)
 
 
 def format_text(infos: list[SolverInfo]) -> str:

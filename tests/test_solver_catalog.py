@@ -50,8 +50,10 @@ def test_solvers_command_prints_every_solver(capsys) -> None:
 
 def test_solvers_command_json(capsys) -> None:
     assert main(["solvers", "--format", "json"]) == 0
-    listed = {entry["name"]: entry for entry in json.loads(capsys.readouterr().out)}
+    entries = json.loads(capsys.readouterr().out)
+    listed = {entry["name"]: entry for entry in entries if entry["kind"] == "solver"}
     assert set(listed) == set(SOLVERS)
+    assert [e["name"] for e in entries if e["kind"] == "method"] == ["mt2o"]
     assert {"name": "init_steps", "type": "int", "default": 100} in listed["pmtl"]["hyperparameters"]
     assert listed["tchebycheff"]["hyperparameters"][1]["default"] is None
     assert listed["upgrad"]["implementation"].startswith("torchjd ")

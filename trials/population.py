@@ -23,7 +23,9 @@ from trials.preferences import make_preferences, normalize_preferences
 from trials.problems.base import Batch, Problem
 from trials.solvers import Solver, StepContext, build_solver, solver_class
 from trials.spec import OptimizerSpec, TrialSpec
-from trials.transfer import ParameterTransfer
+from trials.transfer import make_transfer
+
+MTGD_DEFAULT_ALPHA = 1.0  # α of the MTGD code (w = α·η0·r); what an unset eps0 means under rule mtgd
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -94,8 +96,12 @@ class Population:
             )
         transfer = pop.transfer
         if transfer.eps0 is None:  # unset in the config: what suits this solver (see Solver)
-            transfer = dataclasses.replace(transfer, eps0=solver_class(spec.solver).default_transfer_eps0)
-        self.transfer = ParameterTransfer(transfer, self.preferences, self.total_steps)
+            default = solver_class(spec.solver).default_transfer_eps0
+            if transfer.rule == "mtgd" and default > 0:
+                default = MTGD_DEFAULT_ALPHA
+            transfer = dataclasses.replace(transfer, eps0=default)
+        self._step_lrs = [spec.optimizer.lr] * pop.size  # each member's lr at its latest step (mtgd's η)
+        self.transfer = make_transfer(transfer, self.preferences, self.total_steps, spec.optimizer.lr)
 
     def __len__(self) -> int:
         return len(self.members)
@@ -103,9 +109,11 @@ class Population:
     def train_step(self, batch: Batch) -> Tensor:
         """Transfer (when due), then one optimizer step per member; returns the ``(K, T)`` losses."""
         batch = batch.to(self.device)
-        if self.transfer.due(self.step):
-            self.transfer.apply([m.model for m in self.members], self.step, self._objective_on(batch))
+        models = [m.model for m in self.members]
+        state = self.transfer.before_steps(models, self.step, self._objective_on(batch))
         losses = torch.stack([self._member_step(member, batch) for member in self.members])
+        # lrs as they were for this step (the schedulers have just moved on to the next one)
+        self.transfer.after_steps(models, state, self._step_lrs)
         self.step += 1
         return losses
 
@@ -132,6 +140,7 @@ class Population:
         )
         solver.backward(ctx)
         solver.step(ctx)
+        self._step_lrs[member.index] = float(member.optimizer.param_groups[0]["lr"])
         member.scheduler.step()
         return losses.detach()
 

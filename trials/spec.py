@@ -17,6 +17,8 @@ OptimizerName = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["constant", "cosine"]
 Decay = Literal["linear", "cosine", "constant"]
 TransferMode = Literal["symmetric", "beneficial"]
+TransferRule = Literal["periodic", "mtgd"]
+TransferScope = Literal["trunk", "all"]
 AffinityLookahead = Literal["optimizer", "sgd"]
 
 
@@ -58,28 +60,53 @@ class OptimizerSpec:
 
 @dataclass(frozen=True)
 class TransferSpec:
-    """MT2O parameter transfer (our reconstruction of Bai, Gupta & Ong 2024 from its abstract:
-    every choice below is configurable; see trials/transfer.py)."""
+    """MT2O parameter transfer among a population's members; every choice is configurable and the
+    two rules are described, with their sources, in trials/transfer.py.
 
-    # ε0: mixing weight at the start. 0 turns transfer off: K independent scalarizations, the
-    # control for MT2O's speed claim. None (unset): the solver's `default_transfer_eps0` — 0.3
-    # for scalarizations (keeps most of each member's own parameters), 0 for PMTL/EPO, whose
-    # members must stay in their own preference regions.
+    ``rule: periodic`` (our reconstruction, the default): every τ steps, before the members' steps,
+    θ_k ← (1−ε_t)θ_k + ε_t Σ_j S_kj θ_j with ε_t decaying from ε0.
+    ``rule: mtgd`` (the authors' MTGD code, Bai et al. 2020): every step, Jacobi order,
+    θ_k ← θ_k − step_k(θ_k) + Σ_j w_kj (θ_j − θ_k) on the pre-step parameters, w_kj = α·η·r_kj.
+    """
+
+    # The transfer strength; 0 turns transfer off for every rule (K independent scalarizations, the
+    # control for MT2O's speed claim, bit for bit). periodic: ε0 in [0, 1], the fraction mixed at
+    # the start. mtgd: α >= 0 in w_kj = α·η·r_kj (the authors' code uses α = 1). None (unset): the
+    # solver's `default_transfer_eps0` (0.3 for scalarizations, 0 for PMTL/EPO, whose members must
+    # stay in their own preference regions); for mtgd a non-zero default means α = 1.
     eps0: float | None = None
-    decay: Decay = "linear"  # ε_t → 0 over training, so the method ends as plain gradient descent
-    period: int = 10  # τ: transfer every τ steps; transfer costs O(K²·P), negligible at this rate
-    # σ: kernel width in preference space, S_kj ∝ exp(−‖λ_k−λ_j‖²/σ²). 0.2 lets the nearest
+    rule: TransferRule = "periodic"
+    decay: Decay = "linear"  # periodic: ε_t → 0 over training, so the method ends as plain gradient descent
+    # periodic: τ, transfer every τ steps (costs O(K²·P), negligible at this rate). mtgd mixes every
+    # step; with mode beneficial, τ is how often the beneficial check is refreshed.
+    period: int = 10
+    # periodic: σ, kernel width in preference space, S_kj ∝ exp(−‖λ_k−λ_j‖²/σ²). 0.2 lets the nearest
     # neighbours of K≈5–10 members on the simplex dominate and far ones get almost nothing.
     sigma: float = 0.2
     mode: TransferMode = "symmetric"  # "beneficial": take j's parameters only if they lower f_k
+    # What is mixed: "trunk" (the shared layers; the MTGD code mixes only its convolutions) or "all"
+    # (heads too). None: the rule's own choice — all for periodic, trunk for mtgd.
+    scope: TransferScope | None = None
+    # mtgd: η in w = α·η·r is the member's current learning rate (True) or its initial one (False,
+    # the code's: η0, never decayed).
+    lr_tied: bool = False
 
     def __post_init__(self) -> None:
-        _check(
-            self.eps0 is None or (_is_number(self.eps0) and 0 <= self.eps0 <= 1),
-            "population.transfer.eps0",
-            self.eps0,
-            "in [0, 1]",
-        )
+        _check(self.rule in ("periodic", "mtgd"), "population.transfer.rule", self.rule, "periodic or mtgd")
+        if self.rule == "periodic":
+            _check(
+                self.eps0 is None or (_is_number(self.eps0) and 0 <= self.eps0 <= 1),
+                "population.transfer.eps0",
+                self.eps0,
+                "in [0, 1]",
+            )
+        else:
+            _check(
+                self.eps0 is None or (_is_number(self.eps0) and self.eps0 >= 0),
+                "population.transfer.eps0",
+                self.eps0,
+                "a float >= 0 (α of the mtgd rule)",
+            )
         _check(
             self.decay in ("linear", "cosine", "constant"),
             "population.transfer.decay",
@@ -96,6 +123,12 @@ class TransferSpec:
         _check(
             self.mode in ("symmetric", "beneficial"), "population.transfer.mode", self.mode, "symmetric or beneficial"
         )
+        _check(self.scope in (None, "trunk", "all"), "population.transfer.scope", self.scope, "trunk or all (or unset)")
+        _check(isinstance(self.lr_tied, bool), "population.transfer.lr_tied", self.lr_tied, "true or false")
+
+    @property
+    def mixed_scope(self) -> str:
+        return self.scope or ("trunk" if self.rule == "mtgd" else "all")
 
 
 @dataclass(frozen=True)

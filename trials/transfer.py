@@ -1,15 +1,32 @@
-"""MT2O parameter transfer among the K members of a population.
+"""MT2O parameter transfer among the K members of a population: two rules, one interface.
 
-Reconstruction (the paper's full text was not available; Bai, Gupta & Ong, arXiv 2403.16162,
-abstract only, and its predecessor in Memetic Computing 2020). Every τ steps, before the members'
-own optimizer steps::
+``periodic`` — our reconstruction of MT2O (Bai, Gupta & Ong, arXiv 2403.16162; only its abstract
+was available). Every τ steps, before the members' own optimizer steps::
 
     θ_k ← (1 − ε_t)·θ_k + ε_t·Σ_j S_kj θ_j,   S_kj ∝ exp(−‖λ_k − λ_j‖² / σ²), S_kk = 0,
 
 with rows of S summing to 1 and ε_t decaying from ε0 to 0 over training, so the method ends as
-plain gradient descent on each subproblem. ``beneficial`` mode (asymmetric transfer) keeps S_kj
-only where moving ε of the way toward θ_j lowers f_k on the current batch, then renormalizes.
-All parameters (trunk and heads) are mixed; optimizer states are not.
+plain gradient descent on each subproblem. All parameters are mixed unless ``scope: trunk``.
+
+``mtgd`` — the rule of the authors' own code for the predecessor method, multi-task gradient
+descent (Bai, Ong, He & Gupta, Memetic Computing 2020; BaiLu-BL/MGD_MultiMNIST, MGD_MultiMNIST.py
+and msgd.py, read, not copied). Every step, in Jacobi order: the member's own optimizer step uses
+the gradient at its pre-mix parameters, and the mixing uses the pre-step parameters of all::
+
+    θ_k ← θ_k − step_k(∇f_k(θ_k)) + Σ_j w_kj (θ_j − θ_k),   w_kj = α·η·r_kj,   r = c⁺ / (1 + c⁺),
+
+η the initial learning rate (``lr_tied``: the current one), constant (never decayed). The code's
+c is the cosine of two tasks' label vectors; here the members are scalarized subproblems, so c is
+the cosine of their preference vectors (our inference). Only the shared layers are mixed by default
+(``scope: trunk``; the code mixes its convolutions and never the classifiers); the optimizer state
+is never mixed and the displacement never enters a momentum buffer. Algebraically it is gradient
+descent on f_k + Σ_j (α·r_kj/2)·‖θ_k − θ_j‖² over the mixed layers.
+
+``mode: beneficial`` (asymmetric transfer), on either rule: member k takes from j only where moving
+toward θ_j lowers f_k on the current batch; for mtgd the check is refreshed every τ steps.
+
+ε0 (α for mtgd) = 0 turns transfer off: nothing at all is touched, so the population is exactly K
+independent runs.
 """
 
 from __future__ import annotations
@@ -24,6 +41,7 @@ from trials.spec import TransferSpec
 
 # f_k evaluated on the current batch for member k with the given parameters.
 Objective = Callable[[int, dict[str, Tensor]], float]
+Snapshot = list[dict[str, Tensor]]
 
 
 def similarity_matrix(preferences: Tensor, sigma: float) -> Tensor:
@@ -35,60 +53,185 @@ def similarity_matrix(preferences: Tensor, sigma: float) -> Tensor:
     return torch.where(totals > 0, weights / totals.clamp_min(1e-300), weights)
 
 
-class ParameterTransfer:
-    def __init__(self, spec: TransferSpec, preferences: Tensor, total_steps: int) -> None:
+def mtgd_relatedness(preferences: Tensor) -> Tensor:
+    """``(K, K)`` r_kj = c⁺/(1+c⁺), c the cosine of λ_k and λ_j; zero diagonal (MTGD's coefficient)."""
+    unit = preferences / preferences.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    cosine = (unit @ unit.T).clamp_min(0.0)
+    related = cosine / (1.0 + cosine)
+    related.fill_diagonal_(0.0)
+    return related
+
+
+def _mixed_names(model: nn.Module, scope: str) -> list[str]:
+    if scope == "all":
+        return [name for name, _ in model.named_parameters()]
+    shared = {id(p) for p in model.shared_parameters()}  # type: ignore[operator]
+    return [name for name, p in model.named_parameters() if id(p) in shared]
+
+
+def _snapshot(models: Sequence[nn.Module], names: list[str]) -> Snapshot:
+    return [{n: p.detach().clone() for n, p in model.named_parameters() if n in names} for model in models]
+
+
+class _Beneficial:
+    """Which transfers lower the receiver's objective (the asymmetric variant), from a snapshot."""
+
+    @staticmethod
+    def mask(
+        models: Sequence[nn.Module], names: list[str], weights: Tensor, step_size: Tensor, objective: Objective
+    ) -> Tensor:
+        """``weights`` with entry (k, j) zeroed unless moving θ_k's ``names`` by ``step_size[k, j]`` of
+        the way toward θ_j lowers f_k (the other parameters stay θ_k's own)."""
+        full = [{n: p.detach().clone() for n, p in m.named_parameters()} for m in models]
+        moved = set(names)
+        kept = weights.clone()
+        for k in range(len(models)):
+            own = objective(k, full[k])
+            for j in range(len(models)):
+                if kept[k, j] <= 0:
+                    continue
+                a = float(step_size[k, j])
+                candidate = {n: (1.0 - a) * v + a * full[j][n] if n in moved else v for n, v in full[k].items()}
+                if not objective(k, candidate) < own:
+                    kept[k, j] = 0.0
+        return kept
+
+
+class Transfer:
+    """The interface the population uses; a rule implements ``before_steps`` and ``after_steps``."""
+
+    def __init__(self, spec: TransferSpec) -> None:
         self.spec = spec
+
+    @property
+    def enabled(self) -> bool:
+        raise NotImplementedError
+
+    def before_steps(self, models: Sequence[nn.Module], step: int, objective: Objective) -> Snapshot | None:
+        """Called before the members' optimizer steps of ``step``; may mix in place; returns state
+        for ``after_steps``."""
+        raise NotImplementedError
+
+    def after_steps(self, models: Sequence[nn.Module], state: Snapshot | None, lrs: Sequence[float]) -> None:
+        """Called after the members' optimizer steps, with each member's current learning rate."""
+
+
+class PeriodicTransfer(Transfer):
+    """Mix every τ steps before the steps, ε decaying (the reconstruction)."""
+
+    def __init__(self, spec: TransferSpec, preferences: Tensor, total_steps: int) -> None:
+        super().__init__(spec)
         self.total_steps = max(total_steps, 1)
         self.similarity = similarity_matrix(preferences.to(torch.float64), spec.sigma)
 
     @property
     def enabled(self) -> bool:
         # ε0 = 0 must be exactly K independent runs, so nothing at all is touched then.
-        return self.spec.eps0 > 0 and self.similarity.shape[0] > 1
+        return bool(self.spec.eps0) and self.similarity.shape[0] > 1
 
     def epsilon(self, step: int) -> float:
+        eps0 = float(self.spec.eps0 or 0.0)
         progress = min(step / self.total_steps, 1.0)
         if self.spec.decay == "constant":
-            return self.spec.eps0
+            return eps0
         if self.spec.decay == "linear":
-            return self.spec.eps0 * (1.0 - progress)
-        return self.spec.eps0 * 0.5 * (1.0 + math.cos(math.pi * progress))
+            return eps0 * (1.0 - progress)
+        return eps0 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def due(self, step: int) -> bool:
         # Not at step 0: the members share one initialization, so there is nothing to mix yet.
         return self.enabled and step > 0 and step % self.spec.period == 0 and self.epsilon(step) > 0
 
+    def before_steps(self, models: Sequence[nn.Module], step: int, objective: Objective) -> Snapshot | None:
+        if self.due(step):
+            self.apply(models, step, objective)
+        return None
+
     @torch.no_grad()
     def apply(self, models: Sequence[nn.Module], step: int, objective: Objective | None = None) -> Tensor:
         """Mix the members' parameters in place; returns the S actually used (rows may be 0)."""
         eps = self.epsilon(step)
-        snapshot = [{name: p.detach().clone() for name, p in model.named_parameters()} for model in models]
+        names = _mixed_names(models[0], self.spec.mixed_scope)
+        snapshot = _snapshot(models, names)
         mixing = self.similarity.clone()
         if self.spec.mode == "beneficial":
             if objective is None:
                 raise ValueError("beneficial transfer needs the members' objectives on the current batch")
-            mixing = self._beneficial(snapshot, mixing, eps, objective)
+            mixing = _Beneficial.mask(models, names, mixing, torch.full_like(mixing, eps), objective)
+            totals = mixing.sum(dim=1, keepdim=True)
+            mixing = torch.where(totals > 0, mixing / totals.clamp_min(1e-300), mixing)
         for k, model in enumerate(models):
             row = mixing[k]
             if float(row.sum()) == 0.0:
                 continue
             for name, p in model.named_parameters():
+                if name not in snapshot[k]:
+                    continue
                 mixed = sum(float(row[j]) * snapshot[j][name] for j in range(len(models)) if row[j] > 0)
                 p.copy_((1.0 - eps) * snapshot[k][name] + eps * mixed)
         return mixing
 
-    def _beneficial(
-        self, snapshot: list[dict[str, Tensor]], mixing: Tensor, eps: float, objective: Objective
-    ) -> Tensor:
-        for k in range(len(snapshot)):
-            own = objective(k, snapshot[k])
-            for j in range(len(snapshot)):
-                if mixing[k, j] <= 0:
+
+class MTGDTransfer(Transfer):
+    """Every step, Jacobi order: own step from the pre-mix gradient plus Σ_j w_kj (θ_j − θ_k) of the
+    pre-step parameters (the MTGD code's rule)."""
+
+    def __init__(self, spec: TransferSpec, preferences: Tensor, initial_lr: float) -> None:
+        super().__init__(spec)
+        self.alpha = float(spec.eps0 or 0.0)
+        self.initial_lr = float(initial_lr)
+        self.relatedness = mtgd_relatedness(preferences.to(torch.float64))
+        self.mask = torch.ones_like(self.relatedness)  # beneficial: refreshed every τ steps
+        pull = self.alpha * self.initial_lr * float(self.relatedness.sum(dim=1).max()) if self.enabled else 0.0
+        if pull >= 1.0:
+            raise ValueError(
+                f"`population.transfer.eps0` (α of the mtgd rule) = {self.alpha:g} with learning rate "
+                f"{self.initial_lr:g} pulls a member by Σ_j w_kj = {pull:.3g} >= 1 per step; make α·lr smaller"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self.alpha > 0 and self.relatedness.shape[0] > 1
+
+    def weights(self, lrs: Sequence[float]) -> Tensor:
+        """``(K, K)`` w_kj = α·η_k·r_kj (masked by the beneficial check)."""
+        etas = torch.tensor([lr if self.spec.lr_tied else self.initial_lr for lr in lrs], dtype=self.relatedness.dtype)
+        return self.alpha * etas[:, None] * self.relatedness * self.mask
+
+    @torch.no_grad()
+    def before_steps(self, models: Sequence[nn.Module], step: int, objective: Objective) -> Snapshot | None:
+        if not self.enabled:
+            return None
+        if self.spec.mode == "beneficial" and step > 0 and step % self.spec.period == 0:
+            # Would the pull of the next τ steps toward θ_j lower f_k now? (one step's pull is too small
+            # to tell from the batch's noise)
+            step_size = (self.alpha * self.initial_lr * self.relatedness * self.spec.period).clamp(max=1.0)
+            names = _mixed_names(models[0], self.spec.mixed_scope)
+            kept = _Beneficial.mask(models, names, self.relatedness, step_size, objective)
+            self.mask = (kept > 0).to(self.mask.dtype)
+        return _snapshot(models, _mixed_names(models[0], self.spec.mixed_scope))
+
+    @torch.no_grad()
+    def after_steps(self, models: Sequence[nn.Module], state: Snapshot | None, lrs: Sequence[float]) -> None:
+        if state is None:
+            return
+        weights = self.weights(lrs)
+        for k, model in enumerate(models):
+            row = weights[k]
+            if float(row.sum()) == 0.0:
+                continue
+            for name, p in model.named_parameters():
+                if name not in state[k]:
                     continue
-                candidate = {n: (1.0 - eps) * snapshot[k][n] + eps * snapshot[j][n] for n in snapshot[k]}
-                if not objective(k, candidate) < own:
-                    mixing[k, j] = 0.0
-            total = mixing[k].sum()
-            if total > 0:
-                mixing[k] /= total
-        return mixing
+                pull = sum(float(row[j]) * (state[j][name] - state[k][name]) for j in range(len(models)) if row[j] > 0)
+                p.add_(pull)
+
+
+def make_transfer(spec: TransferSpec, preferences: Tensor, total_steps: int, initial_lr: float) -> Transfer:
+    if spec.rule == "mtgd":
+        return MTGDTransfer(spec, preferences, initial_lr)
+    return PeriodicTransfer(spec, preferences, total_steps)
+
+
+# The name tests and older code use for the periodic rule.
+ParameterTransfer = PeriodicTransfer

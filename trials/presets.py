@@ -1,0 +1,60 @@
+"""Named methods that are more than one solver: a solver plus the population and transfer that make
+the method, with the defaults the evidence supports. ``method: mt2o`` in a search config expands to
+the preset; any key the entry sets itself wins (``method: mt2o, population: {size: 8}`` keeps the
+preset's transfer)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MethodPreset:
+    name: str
+    summary: str
+    paper: str
+    solver: str
+    population: Mapping[str, Any] = field(default_factory=dict)
+    why: str = ""  # the reason for these defaults (the measurement they come from)
+
+    def entry(self) -> dict[str, Any]:
+        """The solver entry this preset stands for (plain data, a fresh copy)."""
+        return {"solver": self.solver, "population": copy.deepcopy(dict(self.population))}
+
+
+MT2O = MethodPreset(
+    name="mt2o",
+    summary=(
+        "K scalarized subproblems (one per preference vector) trained jointly, with multi-task gradient "
+        "descent transferring parameters among them."
+    ),
+    paper=(
+        "Bai, Gupta & Ong, arXiv 2403.16162 (MT2O); transfer rule from the authors' MTGD code "
+        "(Bai, Ong, He & Gupta, Memetic Computing 2020)"
+    ),
+    solver="linear",
+    population={"size": 5, "transfer": {"rule": "periodic", "eps0": 0.3, "period": 10}},
+    why="benchmarks/mt2o_evidence.py (see benchmarks/README.md, 'MT2O evidence')",
+)
+
+PRESETS: dict[str, MethodPreset] = {MT2O.name: MT2O}
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``, mapping by mapping (a distribution such as ``{choice: [...]}`` is a
+    value: it replaces, it is not merged into)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        old = merged.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping) and not _is_distribution(value):
+            merged[key] = merge(old, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _is_distribution(value: Mapping[str, Any]) -> bool:
+    return len(value) == 1 and next(iter(value)) in {"choice", "grid", "uniform", "loguniform", "quniform", "randint"}
