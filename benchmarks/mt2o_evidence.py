@@ -52,8 +52,9 @@ DATASETS: dict[str, str] = {
     # MMoE-style two-task regression with conflicting targets (task correlation −0.5): data.md's synthetic set
     "regression": "examples.plugin_problem:make",
 }
-# Largest training set each source allows with the default validation/test splits (MNIST offline: 10k digits).
-FULL_N_TRAIN = {"multi_mnist": 6_000, "multi_fashion": 50_000, "multi_fashion_mnist": 6_000, "regression": 20_000}
+# "full": the usual training size of the Multi-* benchmarks (60k composites, Sener & Koltun 2018; offline the
+# MNIST side draws them from ~8k base digits) and 20k samples of the regression.
+FULL_N_TRAIN = {"multi_mnist": 60_000, "multi_fashion": 60_000, "multi_fashion_mnist": 60_000, "regression": 20_000}
 
 
 @dataclass(frozen=True)
@@ -186,33 +187,34 @@ class Summary:
 
 
 def summarize(runs: dict[str, list[dict[str, Any]]], table: dict[str, Variant]) -> tuple[float, list[Summary]]:
-    finals = {name: statistics.fmean(r["hv"][-1] for r in rs) for name, rs in runs.items() if rs}
-    best = max(finals.values())
-    target = TARGET * best
+    """Per seed, the target is 98 % of the best final HV of any variant on that seed (a paired comparison: the
+    seeds' data order and initialization move every variant's HV together); returns the mean target too."""
+    seeds = sorted({r["seed"] for rs in runs.values() for r in rs})
+    best = {s: max(r["hv"][-1] for rs in runs.values() for r in rs if r["seed"] == s) for s in seeds}
     out = []
     for name, rs in runs.items():
         if not rs:
             continue
         epochs = min(len(r["hv"]) for r in rs)
-        curves = [r["hv"][:epochs] for r in rs]
-        crossings = [crossing(c, target) for c in curves]
+        curves = {r["seed"]: r["hv"][:epochs] for r in rs}
+        crossings = [crossing(c, TARGET * best[s]) for s, c in curves.items()]
         reached = [c for c in crossings if math.isfinite(c)]
-        to_target = mean_std(crossings) if len(reached) == len(crossings) else (math.inf, math.nan)
-        aucs = [statistics.fmean(c[1:]) / best for c in curves]
+        aucs = [statistics.fmean(c[1:]) / best[s] for s, c in curves.items()]
+        values = list(curves.values())
         out.append(
             Summary(
                 name,
                 table[name].family,
                 len(rs),
-                mean_std([c[-1] for c in curves]),
-                to_target,
+                mean_std([c[-1] for c in values]),
+                mean_std(crossings),
                 mean_std(aucs),
-                [statistics.fmean(c[e] for c in curves) for e in range(epochs)],
-                [statistics.stdev(c[e] for c in curves) if len(curves) > 1 else 0.0 for e in range(epochs)],
+                [statistics.fmean(c[e] for c in values) for e in range(epochs)],
+                [statistics.stdev(c[e] for c in values) if len(values) > 1 else 0.0 for e in range(epochs)],
                 len(crossings) - len(reached),
             )
         )
-    return target, out
+    return TARGET * statistics.fmean(best.values()), out
 
 
 def beyond_spread(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -231,7 +233,7 @@ def table_lines(dataset: str, size: str, epochs: int, target: float, rows: list[
     lines = [
         f"### {dataset}, n_train {problem_args(dataset, size)['n_train']}, {epochs} epochs",
         "",
-        f"target HV = {TARGET:g} × best final mean HV = {target:.4f}",
+        f"target: per seed, {TARGET:g} × the best final HV of any variant on that seed (mean {target:.4f})",
         "",
         "| variant | seeds | final HV | epochs to target | normalized AUC |",
         "|---|---|---|---|---|",
@@ -258,12 +260,14 @@ def verdict_lines(rows: list[Summary]) -> list[str]:
     control = by_name.get("independent")
     for r in sorted((r for r in rows if r.family == "mt2o"), key=lambda r: (r.to_target[0], -r.auc[0])):
         parts = []
-        for other in (next_best, control):
-            if other is None or other is r:
-                continue
-            ratio = r.to_target[0] / other.to_target[0] if math.isfinite(other.to_target[0]) else math.nan
+        comparisons = [next_best] + ([control] if control is not None and control is not next_best else [])
+        for other in comparisons:
             noise = "beyond" if beyond_spread(r.to_target, other.to_target) else "within"
-            parts.append(f"÷ {other.variant} = {ratio:.2f} ({noise} seed spread)")
+            if math.isfinite(r.to_target[0]) and math.isfinite(other.to_target[0]):
+                parts.append(f"÷ {other.variant} = {r.to_target[0] / other.to_target[0]:.2f} ({noise} seed spread)")
+            else:
+                mine, theirs = (_pm(v.to_target, ".2f") for v in (r, other))
+                parts.append(f"{mine} vs {other.variant} {theirs} ({noise} seed spread)")
         lines.append(f"- {r.variant}: epochs to target {'; '.join(parts)}")
     return lines
 

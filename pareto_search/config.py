@@ -189,7 +189,9 @@ class DiagnosticsConfig(_Strict):
 
 
 class SearchConfig(_Strict):
-    name: str = Field(pattern=NAME_PATTERN)
+    # A folder name (storage), a Tune experiment and an MLflow run name: 100 characters leave room for the
+    # prefixes and suffixes those add within a file system's 255-byte name limit.
+    name: str = Field(pattern=NAME_PATTERN, max_length=100)
     problem: ProblemConfig
     objectives: list[ObjectiveConfig] | None = None  # None: the problem's default objectives
     # In the objectives' own directions (0.0 for a maximized accuracy). None: the problem's
@@ -207,6 +209,13 @@ class SearchConfig(_Strict):
     storage: str = Field(default_factory=default_storage)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda|cuda:\d+", device):
+            raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return device
 
     @field_validator("storage")
     @classmethod
@@ -399,7 +408,11 @@ def load_config(path: str | Path) -> SearchConfig:
     if not path.is_file():
         raise ConfigError(f"config file '{path}' not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file '{path}' is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

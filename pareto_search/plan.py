@@ -122,7 +122,11 @@ def make_plan(config: SearchConfig, problem: Problem | None = None) -> SearchPla
     _check_populations(config, problem.num_tasks)
     if config.device.startswith("cuda") and config.resources.gpus_per_trial == 0:
         raise ConfigError(f"`device` is {config.device!r} but `resources.gpus_per_trial` is 0; give trials a GPU")
-    return SearchPlan(config, objectives, reference_point, search_location(config.storage, config.name))
+    location = search_location(config.storage, config.name)
+    for folder in (location.parent, location):
+        if folder.is_local and folder.local_path.exists() and not folder.local_path.is_dir():
+            raise ConfigError(f"`storage`: {folder} exists and is not a folder")
+    return SearchPlan(config, objectives, reference_point, location)
 
 
 def search_location(storage: str | Path | Location, name: str) -> Location:

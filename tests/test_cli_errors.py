@@ -113,6 +113,18 @@ CASES: list[tuple[str, Any, str]] = [
         r"`solvers`: labels must be unique, found 'linear' twice",
     ),
     ("not a mapping", ["a", "list"], r"a config must be a mapping of keys to values, found list"),
+    ("unknown device", _with(device="gpu0"), r"`device`: must be auto, cpu, cuda or cuda:N, found 'gpu0'"),
+    ("name longer than a folder name", _with(name="n" * 101), r"`name`: String should have at most 100 characters"),
+    (
+        "more CPUs per trial than the machine has",
+        _with(resources={"cpus_per_trial": 4096}),
+        r"`resources.cpus_per_trial` is 4096 but this machine has \d+ CPUs: no trial could ever start",
+    ),
+    (
+        "more GPUs per trial than the machine has",
+        _with(resources={"gpus_per_trial": 64}),
+        r"`resources.gpus_per_trial` is 64 but this machine has (no GPU|\d+ GPUs): no trial could ever start",
+    ),
     (
         "negative affinity frequency",
         _with(diagnostics={"affinity_every": -1}),
@@ -175,3 +187,22 @@ def test_invalid_yaml_names_the_line(tmp_path, capsys) -> None:
     path.write_text("name: x\nproblem: [unclosed\n")
     assert main(["run", str(path)]) == 2
     assert "is not valid YAML at line 3" in capsys.readouterr().err
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path, capsys) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not UTF-8 text (byte 0xe9 at offset 9)" in err
+
+
+def test_a_storage_path_that_is_a_file_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "searches").write_text("not a folder")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(GOOD))
+    assert main(["run", str(config), "--storage", str(tmp_path / "searches")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"`storage`: {tmp_path / 'searches'} exists and is not a folder" in err
+    assert not (tmp_path / "mlflow.db").exists()

@@ -19,6 +19,7 @@ from pareto_search.plan import PLAN_FILE, SearchPlan, load_plan
 from pareto_search.scheduler import ParetoASHA, ParetoASHAStateCallback
 from pareto_search.search.callback import SearchCallback, bind_location
 from pareto_search.search.outage import TrackingUnavailable, fail_fast_http, is_outage
+from pareto_search.search.resources import check_requests_fit, node_resources
 from pareto_search.search.space import param_space
 from pareto_search.search.trainable import run_trial
 from pareto_search.storage import StorageError, check_reachable
@@ -105,6 +106,8 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
             f"search '{plan.name}' already exists in {plan.storage_dir}; "
             f"`pareto-search resume {plan.name}` continues it, or choose another --name"
         )
+    if address is None:  # this machine (or the Ray already running here) must fit one trial
+        check_requests_fit(plan.config.resources, node_resources())
     try:
         with fail_fast_http():  # a server that does not answer is one line now, not minutes of retries
             tracker = SearchTracker(tracking_uri, plan.config.tracking.experiment)

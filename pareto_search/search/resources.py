@@ -1,0 +1,53 @@
+"""Per-trial resource requests that no node could ever meet are refused before anything starts.
+
+Without this, Tune waits forever for a placement ("no trial is running" every minute). On this machine
+(the embedded local Ray) the node is this machine, measured the way Ray measures it; on a Ray that is
+already running here (a library user's, the tests'), its live nodes. A cluster behind an autoscaler may
+still grow a node that fits: that case is not refused here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import ray
+
+from pareto_search.config import ConfigError, ResourcesConfig
+
+
+def _this_machine() -> dict[str, float]:
+    try:  # Ray's own count (cgroup quotas and cpusets included), so the answer matches what Ray would start with
+        from ray._private.utils import get_num_cpus
+
+        cpus = float(get_num_cpus())
+    except Exception:  # a Ray without the helper: the plain count
+        cpus = float(os.cpu_count() or 1)
+    import torch
+
+    return {"CPU": cpus, "GPU": float(torch.cuda.device_count())}
+
+
+def node_resources() -> list[Mapping[str, float]]:
+    """What each node offers: the running local Ray's live nodes, else this machine."""
+    if ray.is_initialized():
+        return [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    return [_this_machine()]
+
+
+def check_requests_fit(resources: ResourcesConfig, nodes: list[Mapping[str, float]]) -> None:
+    """One line naming the field, what was asked and what the largest node has, when no node fits a trial."""
+    best_cpus = max((float(n.get("CPU", 0.0)) for n in nodes), default=0.0)
+    best_gpus = max((float(n.get("GPU", 0.0)) for n in nodes), default=0.0)
+    where = "this machine has" if len(nodes) == 1 else "the largest node has"
+    if resources.cpus_per_trial > best_cpus:
+        raise ConfigError(
+            f"`resources.cpus_per_trial` is {resources.cpus_per_trial:g} but {where} {best_cpus:g} CPUs: "
+            f"no trial could ever start; ask for at most {best_cpus:g}"
+        )
+    if resources.gpus_per_trial > best_gpus:
+        what = "no GPU" if best_gpus == 0 else f"{best_gpus:g} GPUs"
+        raise ConfigError(
+            f"`resources.gpus_per_trial` is {resources.gpus_per_trial:g} but {where} {what}: no trial could "
+            "ever start; set it to 0 to train on the CPU"
+        )
