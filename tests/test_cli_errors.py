@@ -113,6 +113,16 @@ CASES: list[tuple[str, Any, str]] = [
         r"`solvers`: labels must be unique, found 'linear' twice",
     ),
     ("not a mapping", ["a", "list"], r"a config must be a mapping of keys to values, found list"),
+    (
+        "unsupported tracking URI scheme",
+        _with(tracking={"uri": "foo://bar"}),
+        r"`tracking.uri`: foo://bar cannot be used: .*unsupported URI 'foo://bar'.*Supported URI schemes are",
+    ),
+    (
+        "tracking server that does not answer",
+        _with(tracking={"uri": "http://127.0.0.1:9"}),  # the discard port: nothing listens there
+        r"`tracking.uri`: http://127.0.0.1:9 did not answer: API request to http://127.0.0.1:9",
+    ),
     ("unknown device", _with(device="gpu0"), r"`device`: must be auto, cpu, cuda or cuda:N, found 'gpu0'"),
     ("name longer than a folder name", _with(name="n" * 101), r"`name`: String should have at most 100 characters"),
     (
@@ -206,3 +216,14 @@ def test_a_storage_path_that_is_a_file_is_one_line(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"`storage`: {tmp_path / 'searches'} exists and is not a folder" in err
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_damaged_sqlite_tracking_store_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlflow.db").write_bytes(b"garbage" * 200)  # what a half-copied file looks like
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(_with(tracking={"uri": f"sqlite:///{tmp_path}/mlflow.db"})))
+    assert main(["run", str(config), "--storage", str(tmp_path / "searches")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot be used: (sqlite3.DatabaseError) file is not a database" in err
+    assert not (tmp_path / "searches").exists()

@@ -116,10 +116,12 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
                 parent_run_id = tracker.start_search(plan.name, plan.to_dict(), run_id=parent_run_id)
             else:
                 parent_run_id = tracker.start_search(plan.name, plan.config.model_dump(mode="json"))
-    except Exception as exc:
-        if not is_outage(exc):
-            raise
-        raise ConfigError(f"`tracking.uri`: {tracking_uri} did not answer: {str(exc).splitlines()[0][:300]}") from None
+    except ConfigError:
+        raise
+    except Exception as exc:  # the store cannot be used: one line before Ray starts, not a traceback
+        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        verb = "did not answer" if is_outage(exc) else "cannot be used"
+        raise ConfigError(f"`tracking.uri`: {tracking_uri} {verb}: {reason[:400]}") from None
     if not resume:
         plan.save(parent_run_id)
     _init_ray(address)
