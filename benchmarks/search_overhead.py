@@ -55,7 +55,7 @@ def _config(root: Path, name: str, scheduler: str, args: argparse.Namespace) -> 
 def _run(root: Path, name: str, scheduler: str, args: argparse.Namespace) -> dict:
     plan = make_plan(parse_config(_config(root, name, scheduler, args)))
     start = time.perf_counter()
-    front = run_search(plan)
+    front = run_search(plan).front
     wall = time.perf_counter() - start
     analysis = ExperimentAnalysis(str(plan.storage_dir))
     results = [t.last_result for t in analysis.trials]

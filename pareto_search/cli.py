@@ -16,7 +16,7 @@ from pathlib import Path
 from pareto_search.config import ConfigError, SearchConfig, load_config
 from pareto_search.errors import SearchStopped
 
-EXIT_FAILED = 1  # the search ran but could not finish (the message says what is kept)
+EXIT_FAILED = 1  # a trial ended in error, or the search could not finish (the message says what is kept)
 EXIT_USAGE = 2
 
 
@@ -160,10 +160,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     plan = make_plan(config)
     from pareto_search.search.runner import release_ray, run_search
 
-    front = run_search(plan, address=args.address)
+    outcome = run_search(plan, address=args.address)
     release_ray()  # before printing: Ray's buffered trial logs would otherwise trail the table
-    print(front.to_table())
-    return 0
+    return _report(outcome)
+
+
+def _report(outcome) -> int:  # outcome: search.runner.SearchOutcome
+    """The front, then (on stderr, last) the trials that ended in error; exit 1 when there are any."""
+    print(outcome.front.to_table())
+    if not outcome.failures:
+        return 0
+    print("\n".join(outcome.failure_lines()), file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
@@ -172,10 +180,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     plan, _ = load_plan(args.storage, args.name)
     from pareto_search.search.runner import release_ray, run_search
 
-    front = run_search(plan, address=args.address, resume=True)
+    outcome = run_search(plan, address=args.address, resume=True)
     release_ray()
-    print(front.to_table())
-    return 0
+    return _report(outcome)
 
 
 def _load_front(name: str, storage: str):  # -> GlobalFront

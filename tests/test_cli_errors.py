@@ -227,3 +227,27 @@ def test_a_damaged_sqlite_tracking_store_is_one_line(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot be used: (sqlite3.DatabaseError) file is not a database" in err
     assert not (tmp_path / "searches").exists()
+
+
+def test_a_search_with_failed_trials_exits_1_and_names_them(tmp_path, monkeypatch, capsys) -> None:
+    """The CLI's contract on a finished search (the search itself: test_search_service.py): the front on stdout,
+    then each failed trial with its error line and where the full error is, exit 1."""
+    from pareto_search.fronts import GlobalFront
+    from pareto_search.pareto import Objective
+    from pareto_search.search import runner
+
+    front = GlobalFront("s", [Objective("f1", "min"), Objective("f2", "min")], [1.0, 1.0])
+    front.update("t1", [{"member": 0, "values": [0.2, 0.3]}])
+    failure = runner.TrialFailure("t2", "NonFiniteLossError: member 0 at step 3", "/s/t2/error.txt")
+    monkeypatch.setattr(runner, "run_search", lambda plan, **kw: runner.SearchOutcome(front, 2, (failure,)))
+    monkeypatch.setattr(runner, "release_ray", lambda: None)
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(GOOD))
+    assert main(["run", str(config)]) == 1
+    out, err = capsys.readouterr()
+    assert "1 points on the front of 1 evaluated" in out
+    assert err.splitlines()[-2:] == [
+        "1 of 2 trials ended in error (their points found so far are kept):",
+        "  t2: NonFiniteLossError: member 0 at step 3  (full error: /s/t2/error.txt)",
+    ]

@@ -85,7 +85,7 @@ def _runs(tmp_path: Path, name: str):
 def test_four_trial_search_tracks_everything(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     plan = make_plan(parse_config(_config(tmp_path, "four")))
-    front = run_search(plan)
+    front = run_search(plan).front
     parent, children = _runs(tmp_path, "four")
 
     assert parent.info.status == "FINISHED"
@@ -137,7 +137,10 @@ def test_failing_trial_is_marked_failed_and_excluded(tmp_path, monkeypatch, mode
         ],
         search={"algorithm": "grid", "num_samples": 1, "max_failures": 0},
     )
-    front = run_search(make_plan(parse_config(config)))
+    outcome = run_search(make_plan(parse_config(config)))
+    front = outcome.front
+    assert outcome.trials == 2 and len(outcome.failures) == 1
+    assert error in outcome.failures[0].error and "error.txt" in outcome.failures[0].where
     parent, children = _runs(tmp_path, f"fail-{mode}")
     assert parent.info.status == "FINISHED"  # the search finished despite the failure
     by_status = {c.info.status: c for c in children}

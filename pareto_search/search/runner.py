@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -93,7 +95,7 @@ def _init_ray(address: str | None) -> None:
         ray.init(include_dashboard=False, runtime_env=runtime_env, log_to_driver=True)
 
 
-def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = False) -> GlobalFront:
+def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = False) -> SearchOutcome:
     """Run a new search, or resume an interrupted one from its storage; returns its global front."""
     try:
         check_reachable(plan.storage_dir)  # before anything is written or started
@@ -174,15 +176,42 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
             f"`pareto-search resume {plan.name}` continues it once the server answers"
         ) from None
     front = GlobalFront.load(plan.front_path) if plan.front_path.is_file() else None
-    errors = sum(1 for r in results if r.error is not None)
-    status = "FINISHED"
-    tracker.set_tags(parent_run_id, {"pareto_search.failed_trials": str(errors)})
-    tracker.end_run(parent_run_id, status)
+    failures = tuple(_failure(r) for r in results if r.error is not None)
+    tracker.set_tags(parent_run_id, {"pareto_search.failed_trials": str(len(failures))})
+    tracker.end_run(parent_run_id, "FINISHED")
     if front is None:
         print(f"[{plan.name}] no trial reported a point", file=sys.stderr)
         objectives = plan.objectives
         front = GlobalFront(plan.name, objectives, plan.reference_point, plan.front_path)
-    return front
+    return SearchOutcome(front, len(results), failures)
+
+
+@dataclass(frozen=True)
+class TrialFailure:
+    trial_id: str
+    error: str  # the error's own line (the end of its traceback)
+    where: str  # where the whole error is kept
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """What a finished search hands back: its front, how many trials ran, which ended in error."""
+
+    front: GlobalFront
+    trials: int
+    failures: tuple[TrialFailure, ...] = ()
+
+    def failure_lines(self) -> list[str]:
+        lines = [f"{len(self.failures)} of {self.trials} trials ended in error (their points found so far are kept):"]
+        lines += [f"  {f.trial_id}: {f.error}  (full error: {f.where})" for f in self.failures]
+        return lines
+
+
+def _failure(result: Any) -> TrialFailure:
+    lines = [line.strip() for line in str(result.error).splitlines() if line.strip()]
+    trial_id = str((result.metrics or {}).get("trial_id") or Path(result.path).name)
+    where = f"{result.path}/error.txt and the trial's MLflow run (tag pareto_search.error)"
+    return TrialFailure(trial_id, lines[-1][:300] if lines else type(result.error).__name__, where)
 
 
 def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
