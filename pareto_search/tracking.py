@@ -627,11 +627,11 @@ FAIL_FAST_TIMEOUT_S = 10
 
 
 @contextlib.contextmanager
-def fail_fast_http() -> Iterator[None]:
-    """One try per MLflow request, with a short timeout (MLflow reads these variables at every request)."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(FAIL_FAST_TIMEOUT_S)
+def restored_env(*names: str, **values: str) -> Iterator[None]:
+    """Set ``values`` in os.environ for the block; afterwards ``names`` and ``values`` are as they were
+    (MLflow reads its settings from the environment and some of its setters write there)."""
+    saved = {k: os.environ.get(k) for k in (*names, *values)}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -640,6 +640,11 @@ def fail_fast_http() -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def fail_fast_http() -> contextlib.AbstractContextManager[None]:
+    """One try per MLflow request, with a short timeout (MLflow reads these variables at every request)."""
+    return restored_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(FAIL_FAST_TIMEOUT_S))
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -175,16 +175,21 @@ def _finished(tmp_path: Path, search: subprocess.Popen, timeout_s: float) -> str
     return (tmp_path / "err.log").read_text(errors="replace")
 
 
+def _stores(tmp_path: Path, port: int) -> dict[str, Any]:
+    """One server's stores on a fixed port: started again with these, it is the same server."""
+    return {
+        "backend_store_uri": f"sqlite:///{tmp_path}/server.db",
+        "artifacts_destination": tmp_path / "artifacts",
+        "auth_database_uri": f"sqlite:///{tmp_path}/auth.db",
+        "port": port,
+        "workers": 1,
+    }
+
+
 @pytest.mark.slow
 def test_a_search_outlives_a_30_s_tracking_outage_and_every_record_arrives(tmp_path, credentials) -> None:
     port, epochs = free_port(), 12
-    stores = dict(
-        backend_store_uri=f"sqlite:///{tmp_path}/server.db",
-        artifacts_destination=tmp_path / "artifacts",
-        auth_database_uri=f"sqlite:///{tmp_path}/auth.db",
-        port=port,
-        workers=1,
-    )
+    stores = _stores(tmp_path, port)
     url = f"http://127.0.0.1:{port}"
     config = _config(tmp_path, "outlives", url, epochs, bound_s=300)
     search: subprocess.Popen | None = None
@@ -226,13 +231,7 @@ def test_a_tracking_server_that_never_returns_stops_the_search_after_the_bound(t
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     config = _config(tmp_path, "abandoned", url, epochs=40, bound_s=8)
-    stores = dict(
-        backend_store_uri=f"sqlite:///{tmp_path}/server.db",
-        artifacts_destination=tmp_path / "artifacts",
-        auth_database_uri=f"sqlite:///{tmp_path}/auth.db",
-        port=port,
-        workers=1,
-    )
+    stores = _stores(tmp_path, port)
     with mlflow_server(**stores):
         search = _search(tmp_path, config)
         try:
