@@ -18,6 +18,7 @@ from pareto_search.errors import SearchStopped
 
 EXIT_FAILED = 1  # a trial ended in error, or the search could not finish (the message says what is kept)
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -166,12 +167,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _report(outcome) -> int:  # outcome: search.runner.SearchOutcome
-    """The front, then (on stderr, last) the trials that ended in error; exit 1 when there are any."""
-    print(outcome.front.to_table())
-    if not outcome.failures:
-        return 0
-    print("\n".join(outcome.failure_lines()), file=sys.stderr)
-    return EXIT_FAILED
+    """The front, then (on stderr, last) the trials that ended in error or the interruption; the exit code."""
+    if outcome.interrupted:
+        print(f"PARTIAL front (the search was interrupted):\n{outcome.front.to_table()}")
+    else:
+        print(outcome.front.to_table())
+    if outcome.failures:
+        print("\n".join(outcome.failure_lines()), file=sys.stderr)
+    if outcome.interrupted:
+        name = outcome.front.search
+        print(f"interrupted — `pareto-search resume {name}` continues it", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if outcome.failures else 0
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
@@ -350,6 +357,11 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     state = client.logs(args.address, args.job_id, args.follow, args.timeout)
     if state is None:
         return 0
+    from pareto_search.jobs.client import EXIT_BY_STATUS
+
+    if state not in EXIT_BY_STATUS:  # the log stream ended but the job did not (within SETTLE_S)
+        print(f"job {args.job_id}: still {state} after its log stream ended", file=sys.stderr)
+        return EXIT_FAILED
     print(f"job {args.job_id}: {state}", file=sys.stderr)
     return _job_exit(state)
 

@@ -170,6 +170,64 @@ def _points(front_json: dict[str, Any]) -> list[tuple[str, int, tuple[float, ...
     return sorted((p["trial_id"].split("_")[-1], p["member"], tuple(p["values"])) for p in front_json["points"])
 
 
+def _wait_for_points(front_file: Path, process: subprocess.Popen, done_points: int, epochs: int = 5) -> None:
+    """Until `done_points` points reached the last epoch (a trial finished, the search goes on); bounded."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if front_file.is_file():
+            reached = [p["data"].get("epoch", 0) for p in json.loads(front_file.read_text())["points"]]
+            if reached.count(epochs) >= done_points:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"the search ended (exit {process.poll()}) or stalled before it could be interrupted")
+
+
+def test_ctrl_c_exits_130_with_a_partial_front_and_resume_finishes_it(tmp_path) -> None:
+    config = _config(
+        tmp_path,
+        "interrupted",
+        epochs=5,
+        problem={"name": "toy2d", "args": {"steps_per_epoch": 150}},
+        search={"algorithm": "random", "num_samples": 2, "max_concurrent_trials": 1},
+    )
+    for run in ("straight", "stopped"):
+        (tmp_path / run).mkdir()
+        settings = {
+            "storage": str(tmp_path / run / "searches"),
+            "tracking": {"uri": f"sqlite:///{tmp_path}/{run}/m.db"},
+        }
+        (tmp_path / run / "config.yaml").write_text(yaml.safe_dump({**config, **settings}))
+    straight = _cli(["run", str(tmp_path / "straight" / "config.yaml")], tmp_path / "straight")
+    out_straight, _ = straight.communicate(timeout=400)
+    assert straight.returncode == 0, out_straight[-3000:]
+
+    stopped = _cli(["run", str(tmp_path / "stopped" / "config.yaml")], tmp_path / "stopped")
+    front_file = tmp_path / "stopped" / "searches" / "interrupted" / "pareto_search" / "front_points.json"
+    _wait_for_points(front_file, stopped, done_points=3)
+    os.kill(stopped.pid, signal.SIGINT)  # Ctrl-C reaches the driver
+    out_stopped, _ = stopped.communicate(timeout=120)
+    assert stopped.returncode == 130, out_stopped[-3000:]
+    assert "PARTIAL front (the search was interrupted)" in out_stopped
+    assert out_stopped.rstrip().endswith("interrupted — `pareto-search resume interrupted` continues it")
+
+    storage = str(tmp_path / "stopped" / "searches")
+    resumed = _cli(["resume", "interrupted", "--storage", storage], tmp_path / "stopped")
+    out_resumed, _ = resumed.communicate(timeout=400)
+    assert resumed.returncode == 0, out_resumed[-3000:]
+    fronts = [
+        json.loads(
+            subprocess.run(
+                [*CLI, "front", "interrupted", "--format", "json", "--storage", where],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        for where in (str(tmp_path / "straight" / "searches"), storage)
+    ]
+    assert _points(fronts[0]) == _points(fronts[1]) and fronts[0]["hypervolume"] == fronts[1]["hypervolume"]
+
+
 def test_killed_driver_resumes_to_the_same_front_from_a_copy_on_s3(tmp_path, monkeypatch) -> None:
     """A driver is killed mid-search; its search folder is copied to S3 (a folder moved to shared storage) and
     resumed from there: the front equals the uninterrupted search's, and the original folder is untouched."""
@@ -199,14 +257,7 @@ def test_killed_driver_resumes_to_the_same_front_from_a_copy_on_s3(tmp_path, mon
     killed = _cli(["run", str(tmp_path / "killed" / "config.yaml")], tmp_path / "killed")
     search_dir = tmp_path / "killed" / "searches" / "resumable"
     front_file = search_dir / "pareto_search" / "front_points.json"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and killed.poll() is None:  # kill once a trial is done, mid-search
-        if front_file.is_file():
-            epochs = [p["data"].get("epoch", 0) for p in json.loads(front_file.read_text())["points"]]
-            if epochs.count(5) >= 3:
-                break
-        time.sleep(0.5)
-    assert killed.poll() is None, "the search ended before it could be killed"
+    _wait_for_points(front_file, killed, done_points=3)  # kill once a trial is done, mid-search
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait(timeout=30)
     left_behind = front_file.read_bytes()

@@ -53,6 +53,7 @@ REQUEST_TIMEOUT_S = 30.0
 # A freshly started head answers "No available agent to submit job" for a few seconds: retry that long.
 AGENT_WAIT_S = 60.0
 # `logs --follow` polls the job's status this often once the log stream has ended.
+SETTLE_S = 60.0  # after the log stream ends, how long the job's status may take to become final
 POLL_S = 1.0
 TOKEN_HELP = (
     "the cluster uses Ray token authentication: set RAY_AUTH_MODE=token and give the cluster's token in "
@@ -182,13 +183,18 @@ async def _follow(client: JobSubmissionClient, job_id: str, timeout_s: float | N
     try:
         await asyncio.wait_for(stream(), None if deadline is None else max(0.0, deadline - time.monotonic()))
     except TimeoutError:
+        state = _bounded(client.get_address(), client.get_job_status, job_id)
         raise ConfigError(
-            f"job {job_id} still {client.get_job_status(job_id).value} after --timeout {timeout_s:g} s: "
+            f"job {job_id} still {state.value} after --timeout {timeout_s:g} s: "
             f"follow it with `pareto-search logs {job_id} --follow`"
         ) from None
-    # The stream ends when the job does; its status settles a moment later.
-    while (state := client.get_job_status(job_id)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-        if deadline is not None and time.monotonic() > deadline:
+    # The stream ends when the job does; its status settles a moment later (bounded, each call too).
+    settle_by = time.monotonic() + SETTLE_S
+    if deadline is not None:
+        settle_by = min(settle_by, deadline)
+    final = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED)
+    while (state := _bounded(client.get_address(), client.get_job_status, job_id)) not in final:
+        if time.monotonic() > settle_by:
             break
         await asyncio.sleep(POLL_S)
     return str(state.value)

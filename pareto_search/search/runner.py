@@ -177,13 +177,15 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
         ) from None
     front = GlobalFront.load(plan.front_path) if plan.front_path.is_file() else None
     failures = tuple(_failure(r) for r in results if r.error is not None)
+    # Tune returns normally after Ctrl-C (SIGINT), with the experiment saved: trials left unfinished say so.
+    interrupted = results.num_terminated + results.num_errors < len(results)
     tracker.set_tags(parent_run_id, {"pareto_search.failed_trials": str(len(failures))})
-    tracker.end_run(parent_run_id, "FINISHED")
+    tracker.end_run(parent_run_id, "KILLED" if interrupted else "FINISHED")
     if front is None:
         print(f"[{plan.name}] no trial reported a point", file=sys.stderr)
         objectives = plan.objectives
         front = GlobalFront(plan.name, objectives, plan.reference_point, plan.front_path)
-    return SearchOutcome(front, len(results), failures)
+    return SearchOutcome(front, len(results), failures, interrupted)
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,7 @@ class SearchOutcome:
     front: GlobalFront
     trials: int
     failures: tuple[TrialFailure, ...] = ()
+    interrupted: bool = False  # stopped by Ctrl-C: the front is partial, `resume` continues it
 
     def failure_lines(self) -> list[str]:
         lines = [f"{len(self.failures)} of {self.trials} trials ended in error (their points found so far are kept):"]
