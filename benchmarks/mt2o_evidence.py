@@ -15,8 +15,9 @@ final mean HV). A difference between two variants "exceeds the seed spread" when
 the sum of their standard deviations over seeds.
 
 Runs are cached by (dataset, size, variant, seed, epochs) in <out>/runs.jsonl: a rerun with more variants or seeds
-computes only what is missing. Writes <out>/summary.md (the tables), <out>/<dataset>_<size>_hv.png (mean ± std
-curves) and logs them to MLflow (experiment `mt2o-evidence`; --tracking-uri, default a sqlite file in <out>).
+computes only what is missing. Writes <out>/summary-<sizes>-<epochs>ep.md (the tables),
+<out>/<dataset>_<size>_hv.png (mean ± std curves) and logs them to MLflow (experiment `mt2o-evidence`;
+--tracking-uri, default a sqlite file in <out>).
 """
 
 from __future__ import annotations
@@ -399,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             target, rows = summarize(runs, table)
             lines += table_lines(dataset, size, args.epochs, target, rows)
             files.append(plot(dataset, size, rows, target, args.out))
-    summary = args.out / "summary.md"
+    summary = args.out / f"summary-{'-'.join(sizes)}-{args.epochs}ep.md"  # one per grid: reruns of others keep theirs
     summary.write_text("\n".join(lines))
     files.append(summary)
     print("\n".join(lines))
