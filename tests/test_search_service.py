@@ -182,26 +182,41 @@ def _wait_for_points(front_file: Path, process: subprocess.Popen, done_points: i
     raise AssertionError(f"the search ended (exit {process.poll()}) or stalled before it could be interrupted")
 
 
-def test_ctrl_c_exits_130_with_a_partial_front_and_resume_finishes_it(tmp_path) -> None:
+def _fault_config(tmp_path: Path, name: str, run: str) -> Path:
+    """The search every fault test interrupts: 2 trials, one at a time, 5 epochs; `run` names its folder."""
     config = _config(
         tmp_path,
-        "interrupted",
+        name,
         epochs=5,
         problem={"name": "toy2d", "args": {"steps_per_epoch": 150}},
         search={"algorithm": "random", "num_samples": 2, "max_concurrent_trials": 1},
     )
-    for run in ("straight", "stopped"):
-        (tmp_path / run).mkdir()
-        settings = {
-            "storage": str(tmp_path / run / "searches"),
-            "tracking": {"uri": f"sqlite:///{tmp_path}/{run}/m.db"},
-        }
-        (tmp_path / run / "config.yaml").write_text(yaml.safe_dump({**config, **settings}))
-    straight = _cli(["run", str(tmp_path / "straight" / "config.yaml")], tmp_path / "straight")
-    out_straight, _ = straight.communicate(timeout=400)
-    assert straight.returncode == 0, out_straight[-3000:]
+    (tmp_path / run).mkdir()
+    settings = {"storage": str(tmp_path / run / "searches"), "tracking": {"uri": f"sqlite:///{tmp_path}/{run}/m.db"}}
+    path = tmp_path / run / "config.yaml"
+    path.write_text(yaml.safe_dump({**config, **settings}))
+    return path
 
-    stopped = _cli(["run", str(tmp_path / "stopped" / "config.yaml")], tmp_path / "stopped")
+
+def _front_json(name: str, storage: str) -> dict[str, Any]:
+    printed = subprocess.run(
+        [*CLI, "front", name, "--format", "json", "--storage", storage], capture_output=True, text=True, check=True
+    )
+    return json.loads(printed.stdout)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The front of the fault tests' search run straight through (the same seed: the same trials and values)."""
+    tmp_path = tmp_path_factory.mktemp("uninterrupted")
+    straight = _cli(["run", str(_fault_config(tmp_path, "straight", "straight"))], tmp_path / "straight")
+    out, _ = straight.communicate(timeout=400)
+    assert straight.returncode == 0, out[-3000:]
+    return _front_json("straight", str(tmp_path / "straight" / "searches"))
+
+
+def test_ctrl_c_exits_130_with_a_partial_front_and_resume_finishes_it(tmp_path, uninterrupted) -> None:
+    stopped = _cli(["run", str(_fault_config(tmp_path, "interrupted", "stopped"))], tmp_path / "stopped")
     front_file = tmp_path / "stopped" / "searches" / "interrupted" / "pareto_search" / "front_points.json"
     _wait_for_points(front_file, stopped, done_points=3)
     os.kill(stopped.pid, signal.SIGINT)  # Ctrl-C reaches the driver
@@ -214,47 +229,14 @@ def test_ctrl_c_exits_130_with_a_partial_front_and_resume_finishes_it(tmp_path) 
     resumed = _cli(["resume", "interrupted", "--storage", storage], tmp_path / "stopped")
     out_resumed, _ = resumed.communicate(timeout=400)
     assert resumed.returncode == 0, out_resumed[-3000:]
-    fronts = [
-        json.loads(
-            subprocess.run(
-                [*CLI, "front", "interrupted", "--format", "json", "--storage", where],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
-        for where in (str(tmp_path / "straight" / "searches"), storage)
-    ]
-    assert _points(fronts[0]) == _points(fronts[1]) and fronts[0]["hypervolume"] == fronts[1]["hypervolume"]
+    front = _front_json("interrupted", storage)
+    assert _points(front) == _points(uninterrupted) and front["hypervolume"] == uninterrupted["hypervolume"]
 
 
-def test_killed_driver_resumes_to_the_same_front_from_a_copy_on_s3(tmp_path, monkeypatch) -> None:
+def test_killed_driver_resumes_to_the_same_front_from_a_copy_on_s3(tmp_path, monkeypatch, uninterrupted) -> None:
     """A driver is killed mid-search; its search folder is copied to S3 (a folder moved to shared storage) and
     resumed from there: the front equals the uninterrupted search's, and the original folder is untouched."""
-    config = _config(
-        tmp_path,
-        "resumable",
-        epochs=5,
-        problem={"name": "toy2d", "args": {"steps_per_epoch": 150}},
-        search={"algorithm": "random", "num_samples": 2, "max_concurrent_trials": 1},
-    )
-    for run in ("straight", "killed"):
-        (tmp_path / run).mkdir()
-        path = tmp_path / run / "config.yaml"
-        path.write_text(
-            yaml.safe_dump(
-                {
-                    **config,
-                    "storage": str(tmp_path / run / "searches"),
-                    "tracking": {"uri": f"sqlite:///{tmp_path}/{run}/mlflow.db"},
-                }
-            )
-        )
-
-    straight = _cli(["run", str(tmp_path / "straight" / "config.yaml")], tmp_path / "straight")
-    out_straight, _ = straight.communicate(timeout=400)
-    assert straight.returncode == 0, out_straight[-3000:]
-    killed = _cli(["run", str(tmp_path / "killed" / "config.yaml")], tmp_path / "killed")
+    killed = _cli(["run", str(_fault_config(tmp_path, "resumable", "killed"))], tmp_path / "killed")
     search_dir = tmp_path / "killed" / "searches" / "resumable"
     front_file = search_dir / "pareto_search" / "front_points.json"
     _wait_for_points(front_file, killed, done_points=3)  # kill once a trial is done, mid-search
@@ -265,21 +247,11 @@ def test_killed_driver_resumes_to_the_same_front_from_a_copy_on_s3(tmp_path, mon
     with s3_server() as s3:
         for name, value in s3.env.items():
             monkeypatch.setenv(name, value)
-        storages = {"straight": str(tmp_path / "straight" / "searches"), "killed": s3.uri("moved")}
         pafs.copy_files(str(search_dir), f"{s3.bucket}/moved/resumable", destination_filesystem=s3.filesystem())
-        resumed = _cli(["resume", "resumable", "--storage", storages["killed"]], tmp_path / "killed")
+        resumed = _cli(["resume", "resumable", "--storage", s3.uri("moved")], tmp_path / "killed")
         out_resumed, _ = resumed.communicate(timeout=400)
         assert resumed.returncode == 0, out_resumed[-3000:]
-
-        fronts = []
-        for run in ("straight", "killed"):
-            printed = subprocess.run(
-                [*CLI, "front", "resumable", "--format", "json", "--storage", storages[run]],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            fronts.append(json.loads(printed.stdout))
-    assert _points(fronts[0]) == _points(fronts[1]), out_resumed[-6000:]
-    assert fronts[0]["hypervolume"] == fronts[1]["hypervolume"]
+        front = _front_json("resumable", s3.uri("moved"))
+    assert _points(front) == _points(uninterrupted), out_resumed[-6000:]
+    assert front["hypervolume"] == uninterrupted["hypervolume"]
     assert front_file.read_bytes() == left_behind, "resuming the copy wrote into the original folder"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,7 +169,8 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
             ),
         )
     try:
-        results = tuner.fit()
+        with _sigint_watch() as interruption:
+            results = tuner.fit()
     except Exception as exc:
         outage = _cause(exc, TrackingUnavailable)
         if outage is None:
@@ -177,8 +182,7 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
         ) from None
     front = GlobalFront.load(plan.front_path) if plan.front_path.is_file() else None
     failures = tuple(_failure(r) for r in results if r.error is not None)
-    # Tune returns normally after Ctrl-C (SIGINT), with the experiment saved: trials left unfinished say so.
-    interrupted = results.num_terminated + results.num_errors < len(results)
+    interrupted = interruption.happened
     tracker.set_tags(parent_run_id, {"pareto_search.failed_trials": str(len(failures))})
     tracker.end_run(parent_run_id, "KILLED" if interrupted else "FINISHED")
     if front is None:
@@ -215,6 +219,33 @@ def _failure(result: Any) -> TrialFailure:
     trial_id = str((result.metrics or {}).get("trial_id") or Path(result.path).name)
     where = f"{result.path}/error.txt and the trial's MLflow run (tag pareto_search.error)"
     return TrialFailure(trial_id, lines[-1][:300] if lines else type(result.error).__name__, where)
+
+
+class _Interruption:
+    happened = False
+
+
+@contextlib.contextmanager
+def _sigint_watch() -> Iterator[_Interruption]:
+    """Whether Ctrl-C ended the Tune run. Tune returns normally after a SIGINT (the experiment saved); its handler
+    puts back the handler it found on the first SIGINT and stays installed otherwise — so a marker handler
+    installed here and found back in place afterwards means Tune was interrupted. (A second Ctrl-C reaches the
+    marker, which interrupts like Python's default.)"""
+    seen = _Interruption()
+    main_thread = threading.current_thread() is threading.main_thread()
+    if not main_thread or os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") not in ("", "0"):
+        yield seen  # Tune installs no handler here: it cannot be told apart
+        return
+
+    def marker(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, marker)
+    try:
+        yield seen
+    finally:
+        seen.happened = signal.getsignal(signal.SIGINT) is marker
+        signal.signal(signal.SIGINT, previous)
 
 
 def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
