@@ -123,6 +123,12 @@ CASES: list[tuple[str, Any, str]] = [
         _with(tracking={"uri": "http://127.0.0.1:9"}),  # the discard port: nothing listens there
         r"`tracking.uri`: http://127.0.0.1:9 did not answer: API request to http://127.0.0.1:9",
     ),
+    (
+        "more composites than memory holds",
+        _with(problem={"name": "multi_mnist", "args": {"n_train": 100_000_000}}, reference_point=None),
+        r"`problem`: problem 'multi_mnist': argument `n_train` must be at most 1,000,000 \(composites are held in "
+        r"memory: 100,000,000 would take 129.6 GB\), found 100000000",
+    ),
     ("unknown device", _with(device="gpu0"), r"`device`: must be auto, cpu, cuda or cuda:N, found 'gpu0'"),
     ("name longer than a folder name", _with(name="n" * 101), r"`name`: String should have at most 100 characters"),
     (

@@ -82,6 +82,23 @@ class _BasePool:
                 raise ValueError(f"the data source has too few images for a '{split}' split ({len(idx)})")
 
 
+# Composites are kept in memory as uint8 (36×36 = 1,296 bytes each): 10⁶ per split is 1.3 GB, the most a
+# problem may ask for before the machine, not the data, decides (a larger n_* would end in an out-of-memory
+# kill inside a trial instead of a one-line refusal).
+MAX_COMPOSITES = 1_000_000
+
+
+def _check_count(problem: str, field: str, value: object) -> int:
+    count = _check_positive(problem, field, value)
+    if count > MAX_COMPOSITES:
+        gigabytes = count * 36 * 36 / 1e9
+        raise ValueError(
+            f"problem '{problem}': argument `{field}` must be at most {MAX_COMPOSITES:,} (composites are held in "
+            f"memory: {count:,} would take {gigabytes:.1f} GB), found {count!r}"
+        )
+    return count
+
+
 def _check_positive(problem: str, field: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"problem '{problem}': argument `{field}` must be an integer >= 1, found {value!r}")
@@ -129,7 +146,7 @@ class MultiMNIST(Problem):
         self.name = name
         sizes = {"train": n_train, "val": n_val, "test": n_test}
         for split, n in sizes.items():
-            _check_positive(name, f"n_{split}", n)
+            _check_count(name, f"n_{split}", n)
         self.batch_size = _check_positive(name, "batch_size", batch_size)
         self.eval_batch_size = _check_positive(name, "eval_batch_size", eval_batch_size)
         if isinstance(seed, bool) or not isinstance(seed, int):
