@@ -12,9 +12,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pareto_search.config import ConfigError, SearchConfig, load_config
-from pareto_search.errors import SearchStopped
+# Only light modules here: `--help` and argument errors must not wait for torch, Ray or MLflow (each command
+# imports what it needs).
+from pareto_search.errors import ConfigError, SearchStopped
+from pareto_search.storage import default_storage
+
+if TYPE_CHECKING:
+    from pareto_search.config import SearchConfig
 
 EXIT_FAILED = 1  # a trial ended in error, or the search could not finish (the message says what is kept)
 EXIT_USAGE = 2
@@ -27,8 +33,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _storage_arg(parser: argparse.ArgumentParser) -> None:
-    from pareto_search.config import default_storage
-
     parser.add_argument(
         "--storage",
         default=default_storage(),
@@ -150,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from pareto_search.config import load_config
     from pareto_search.plan import make_plan
 
     config = load_config(args.config)
@@ -317,6 +322,7 @@ def _cluster_locations(config: SearchConfig) -> None:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
+    from pareto_search.config import load_config
     from pareto_search.jobs import client
 
     config = load_config(args.config)  # every schema error here, in one line, before anything is sent

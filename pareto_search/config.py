@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pareto_search.storage import storage_scheme_error
+from pareto_search.errors import ConfigError
+from pareto_search.storage import default_storage, storage_scheme_error
 from trials.presets import PRESETS, merge
 from trials.problems import PROBLEMS
 from trials.solvers import InvalidHyperparameterError, make_params, solver_class
@@ -39,10 +39,6 @@ DISTRIBUTIONS: dict[str, int | None] = {  # name -> number of arguments (None: a
     "randint": 2,
 }
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a search's name is also its storage folder name
-
-
-class ConfigError(ValueError):
-    """An invalid config or CLI input; the message is one line naming the field."""
 
 
 class _Strict(BaseModel):
@@ -161,13 +157,6 @@ class SearchAlgorithmConfig(_Strict):
 class ResourcesConfig(_Strict):
     cpus_per_trial: float = Field(1.0, gt=0)  # torch threads = the CPUs Ray gives the trial
     gpus_per_trial: float = Field(0.0, ge=0)  # fractions share one GPU between trials
-
-
-STORAGE_ENV = "PARETO_SEARCH_STORAGE"
-
-
-def default_storage() -> str:
-    return os.environ.get(STORAGE_ENV) or "searches"
 
 
 class TrackingConfig(_Strict):

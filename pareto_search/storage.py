@@ -15,11 +15,21 @@ import functools
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import pyarrow.fs as pafs
-
 from pareto_search.timeouts import WaitTimeout, bounded_call
+
+if TYPE_CHECKING:  # pyarrow is imported where a remote location is used: the CLI's parsing path stays light
+    import pyarrow.fs as pafs
+
+STORAGE_ENV = "PARETO_SEARCH_STORAGE"
+
+
+def default_storage() -> str:
+    """A config's `storage` when it gives none: $PARETO_SEARCH_STORAGE (on a cluster), else ./searches."""
+    return os.environ.get(STORAGE_ENV) or "searches"
+
 
 # The schemes pyarrow's FileSystem.from_uri resolves and Tune accepts as storage_path.
 REMOTE_SCHEMES = ("s3", "gs", "gcs", "hdfs")
@@ -50,6 +60,8 @@ def storage_scheme_error(text: str) -> str | None:
 @functools.cache
 def _filesystem(scheme: str, netloc: str) -> pafs.FileSystem:
     """One filesystem per bucket and process: creating an S3 client resolves its region (a request)."""
+    import pyarrow.fs as pafs
+
     filesystem, _ = pafs.FileSystem.from_uri(f"{scheme}://{netloc}/")
     return filesystem
 
@@ -121,6 +133,8 @@ class Location:
     def is_file(self) -> bool:
         if self.is_local:
             return self.local_path.is_file()
+        import pyarrow.fs as pafs
+
         filesystem, path = self._remote()
         return filesystem.get_file_info(path).type == pafs.FileType.File
 
@@ -162,6 +176,8 @@ def check_reachable(location: Location) -> None:
         return
 
     def probe() -> None:
+        import pyarrow.fs as pafs
+
         filesystem, path = location._remote()
         bucket = path.split("/", 1)[0]
         if urlsplit(location.uri).scheme != "hdfs" and filesystem.get_file_info(bucket).type == pafs.FileType.NotFound:
