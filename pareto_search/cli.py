@@ -177,6 +177,8 @@ def _report(outcome) -> int:  # outcome: search.runner.SearchOutcome
         print(f"PARTIAL front (the search was interrupted):\n{outcome.front.to_table()}")
     else:
         print(outcome.front.to_table())
+    if outcome.recoveries:  # the front is whole: these trials ran again from an older checkpoint or from scratch
+        print("\n".join(outcome.recovery_lines()), file=sys.stderr)
     if outcome.failures:
         print("\n".join(outcome.failure_lines()), file=sys.stderr)
     if outcome.interrupted:

@@ -255,3 +255,62 @@ def test_killed_driver_resumes_to_the_same_front_from_a_copy_on_s3(tmp_path, mon
     assert _points(front) == _points(uninterrupted), out_resumed[-6000:]
     assert front["hypervolume"] == uninterrupted["hypervolume"]
     assert front_file.read_bytes() == left_behind, "resuming the copy wrote into the original folder"
+
+
+def _checkpoints(search_dir: Path) -> dict[str, list[Path]]:
+    """Each trial folder's checkpoints, oldest first."""
+    trials: dict[str, list[Path]] = {}
+    for folder in sorted(search_dir.glob("*/checkpoint_*")):
+        trials.setdefault(folder.parent.name, []).append(folder)
+    return trials
+
+
+def _kill_mid_trial(tmp_path: Path, run: str) -> tuple[Path, str]:
+    """Start the fault search and SIGKILL its driver once the driver has recorded epoch 2 of a trial while an
+    earlier trial has finished (mid-search, mid-trial: that trial holds checkpoints of epochs 1 and 2, and
+    Tune's saved state points at the newer); returns the search folder and the trial cut short."""
+    driver = _cli(["run", str(_fault_config(tmp_path, "damaged", run))], tmp_path / run)
+    search_dir = tmp_path / run / "searches" / "damaged"
+    front_file = search_dir / "pareto_search" / "front_points.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and driver.poll() is None:
+        epochs: dict[str, int] = {}
+        if front_file.is_file():
+            for point in json.loads(front_file.read_text())["points"]:
+                epochs[point["data"]["trial_id"]] = point["data"]["epoch"]
+        running = [trial for trial, epoch in epochs.items() if 2 <= epoch < 5]
+        if running and 5 in epochs.values():
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait(timeout=30)
+            return search_dir, running[0]
+        time.sleep(0.02)
+    raise AssertionError(f"the search ended (exit {driver.poll()}) or stalled before it could be killed")
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])  # what a full disk leaves
+
+
+@pytest.mark.parametrize("damage", ["newest", "every"])
+def test_damaged_checkpoints_of_a_killed_search_resume_to_the_same_front(tmp_path, uninterrupted, damage) -> None:
+    """A killed driver's checkpoints are truncated — all but each trial's oldest, or every one — and the search
+    resumed: the trial mid-run names the damaged checkpoint, continues from the intact one or from scratch with
+    its own seed, and the front equals the uninterrupted run's."""
+    search_dir, trial = _kill_mid_trial(tmp_path, damage)
+    for folders in _checkpoints(search_dir).values():
+        for folder in folders if damage == "every" else folders[1:]:
+            for file in folder.glob("*.pt"):
+                _truncate(file)
+    oldest = _checkpoints(search_dir)[trial][0].name
+    storage = str(search_dir.parent)
+    resumed = _cli(["resume", "damaged", "--storage", storage], tmp_path / damage)
+    out, _ = resumed.communicate(timeout=400)
+    assert resumed.returncode == 0, out[-3000:]
+    lines = [line for line in out.splitlines() if line.startswith(f"trial {trial}: damaged checkpoint checkpoint_0")]
+    assert lines, out[-3000:]
+    if damage == "every":
+        assert lines[-1].endswith("— restarted from scratch (its own seed)"), lines
+    else:
+        assert lines[-1].endswith(f"— resumed from {oldest}"), lines
+    front = _front_json("damaged", storage)
+    assert _points(front) == _points(uninterrupted) and front["hypervolume"] == uninterrupted["hypervolume"]

@@ -130,7 +130,7 @@ class SearchCallback(tune.Callback):
         self.queue.submit(f"start run of {trial_id}", lambda: self._child(trial_id, params))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        epoch = int(result["training_iteration"])
+        epoch = int(result.get("epoch", result["training_iteration"]))  # the trainer's count (see trainable.py)
         label = result.get("label", "")
         members = [
             {"member": k, "values": row, "solver": label, "preference": pref, "epoch": epoch}

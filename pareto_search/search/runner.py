@@ -31,6 +31,10 @@ from pareto_search.search.trainable import run_trial
 from pareto_search.storage import StorageError, check_reachable
 from pareto_search.tracking import SearchTracker, resolve_tracking_uri
 
+# Schedulers judge trials by the trainer's own epoch count, not Tune's result count: a trial restarted from
+# scratch after a damaged checkpoint counts its epochs again, and each rung records a trial once (as before).
+TIME_ATTR = "epoch"
+
 
 def _searcher(plan: SearchPlan) -> Searcher | BasicVariantGenerator:
     search = plan.config.search
@@ -49,7 +53,7 @@ def _scheduler(plan: SearchPlan) -> TrialScheduler:
     conf = plan.config.search.scheduler
     if conf.name == "asha":  # Tune's own ASHA on the trial's hypervolume (one number)
         return ASHAScheduler(
-            time_attr="training_iteration",
+            time_attr=TIME_ATTR,
             metric="trial_hv",
             mode="max",
             max_t=plan.config.epochs,
@@ -60,6 +64,7 @@ def _scheduler(plan: SearchPlan) -> TrialScheduler:
         signs = [1.0 if o.direction == "min" else -1.0 for o in plan.objectives]
         return ParetoASHA(
             [s * v for s, v in zip(signs, plan.reference_point, strict=True)],
+            time_attr=TIME_ATTR,
             max_t=plan.config.epochs,
             grace_period=conf.grace_period,
             reduction_factor=conf.reduction_factor,
@@ -80,7 +85,9 @@ def trial_name(trial: Any) -> str:
     return trial.trial_id
 
 
-# Every epoch checkpoints and num_to_keep=1 makes Tune snapshot the experiment state each time:
+CHECKPOINTS_KEPT = 2
+
+# Every epoch checkpoints and num_to_keep=CHECKPOINTS_KEPT makes Tune snapshot the experiment state each time:
 # that is what lets a killed driver resume from the latest epoch, so Tune's warning about
 # frequent snapshots is expected here, not a problem.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -163,8 +170,9 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
                 storage_path=str(plan.storage_dir.parent),
                 callbacks=callbacks,
                 failure_config=tune.FailureConfig(max_failures=search.max_failures),
-                # The latest checkpoint is all a trial needs to resume; older ones are dead weight.
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                # A trial resumes from its newest checkpoint; the one before is kept as the fallback when the
+                # newest is damaged (checkpoints.py): two per trial, one member's weights each.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
                 verbose=1,
             ),
         )
@@ -182,6 +190,11 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
         ) from None
     front = GlobalFront.load(plan.front_path) if plan.front_path.is_file() else None
     failures = tuple(_failure(r) for r in results if r.error is not None)
+    recoveries = tuple(
+        Recovery(str(r.metrics.get("trial_id") or Path(r.path).name), str(r.metrics["recovery"]))
+        for r in results
+        if "recovery" in (r.metrics or {})
+    )
     interrupted = interruption.happened
     tracker.set_tags(parent_run_id, {"pareto_search.failed_trials": str(len(failures))})
     tracker.end_run(parent_run_id, "KILLED" if interrupted else "FINISHED")
@@ -189,7 +202,7 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
         print(f"[{plan.name}] no trial reported a point", file=sys.stderr)
         objectives = plan.objectives
         front = GlobalFront(plan.name, objectives, plan.reference_point, plan.front_path)
-    return SearchOutcome(front, len(results), failures, interrupted)
+    return SearchOutcome(front, len(results), failures, interrupted, recoveries)
 
 
 @dataclass(frozen=True)
@@ -200,6 +213,12 @@ class TrialFailure:
 
 
 @dataclass(frozen=True)
+class Recovery:
+    trial_id: str
+    what: str  # which checkpoint was damaged and where the trial continued from
+
+
+@dataclass(frozen=True)
 class SearchOutcome:
     """What a finished search hands back: its front, how many trials ran, which ended in error."""
 
@@ -207,6 +226,10 @@ class SearchOutcome:
     trials: int
     failures: tuple[TrialFailure, ...] = ()
     interrupted: bool = False  # stopped by Ctrl-C: the front is partial, `resume` continues it
+    recoveries: tuple[Recovery, ...] = ()  # trials that found a damaged checkpoint on resume
+
+    def recovery_lines(self) -> list[str]:
+        return [f"trial {r.trial_id}: {r.what}" for r in self.recoveries]
 
     def failure_lines(self) -> list[str]:
         lines = [f"{len(self.failures)} of {self.trials} trials ended in error (their points found so far are kept):"]

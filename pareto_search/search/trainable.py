@@ -2,14 +2,15 @@
 
 Every epoch the trial reports its members' objectives (own directions and minimization
 form), its own hypervolume, and a checkpoint holding the full trainer state plus each member's
-weights. Ray keeps the latest checkpoint, so a retried or resumed trial continues from its last
-epoch, bit-identically (see trials/loop.py).
+weights, sealed by a checksum manifest. A retried or resumed trial continues from its newest intact
+checkpoint, bit-identically (see trials/loop.py and checkpoints.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -21,6 +22,7 @@ from ray import tune
 
 from pareto_search.config import parse_config
 from pareto_search.pareto import Front, FrontPoint, NonFiniteValuesWarning, Objective
+from pareto_search.search.checkpoints import restore, seal
 from pareto_search.search.space import unpack
 from trials.loop import EpochReport, Trainer
 
@@ -58,6 +60,7 @@ def epoch_metrics(
         warnings.simplefilter("ignore", NonFiniteValuesWarning)  # a NaN member simply adds no volume
         trial_hv = front.hypervolume(reference_point).value
     metrics: dict[str, Any] = {
+        "epoch": report.epoch,  # the trainer's own count: a trial restarted from scratch counts again from 1
         "label": label,
         "members": len(values),
         "values": values,
@@ -106,15 +109,18 @@ def run_trial(params: dict[str, Any], *, plan: dict[str, Any]) -> None:
     spec = dataclasses.replace(spec, device=_device(spec.device))
     trainer = Trainer(spec, num_threads=_threads())
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            trainer.load_checkpoint(Path(folder) / TRAINER_FILE)
+    restored = restore(checkpoint, trainer.load_state_dict, TRAINER_FILE) if checkpoint is not None else None
+    if restored is not None:
+        print(f"trial {tune.get_context().get_trial_id()}: {restored.message()}", file=sys.stderr, flush=True)
     label = config.solvers[variant].display_label()
     while not trainer.done:
         report = trainer.train_epoch()
         metrics = epoch_metrics(report, objectives, reference_point, label)
+        if restored is not None:  # with every later result: the last one is what the summary reads
+            metrics["recovery"] = restored.message()
         with tempfile.TemporaryDirectory() as folder:
             trainer.save_checkpoint(Path(folder) / TRAINER_FILE)
             for k, weights in enumerate(trainer.member_weights()):
                 torch.save(weights, Path(folder) / member_file(k))
+            seal(Path(folder))  # last: a checkpoint whose files do not match it is known to be damaged
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
