@@ -161,7 +161,8 @@ class ResourcesConfig(_Strict):
 
 class TrackingConfig(_Strict):
     uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db
-    experiment: str = "pareto_search"
+    # MLflow's experiment (its name); MLflow refuses an empty one, so the schema does, before any store opens.
+    experiment: str = Field("pareto_search", min_length=1, max_length=500)
     # How long the search goes on while the tracking server does not answer (its writes buffered, the front in
     # storage) before it stops: a server restart or a network cut takes minutes; longer needs a person.
     outage_timeout_s: float = Field(600.0, gt=0)
@@ -226,9 +227,9 @@ class SearchConfig(_Strict):
         if self.objectives is not None:
             names = [o.name for o in self.objectives]
             if len(set(names)) != len(names):
-                raise ValueError(f"objectives: duplicate names in {names}")
+                raise ValueError(f"`objectives`: each name once, found {names}")
             if len(names) < 2:
-                raise ValueError(f"objectives: a Pareto search needs at least 2, found {names}")
+                raise ValueError(f"`objectives`: a Pareto search needs at least 2, found {names}")
         if (
             self.reference_point is not None
             and self.objectives is not None

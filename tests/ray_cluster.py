@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,10 +57,20 @@ def _pids_of(marker: str) -> list[int]:
     return pids
 
 
-def stop_processes(marker: str) -> None:
-    """SIGTERM, then SIGKILL after a bound, to every process whose command line mentions `marker`."""
+# Command-line marks of Ray's own processes. Some rename themselves ("ray::DashboardAgent") or name the node's
+# external address rather than the temp dir: the cluster's clean-up finds those as Ray processes it started.
+_RAY_MARKS = ("ray::", "ray.util.client.server", "/ray/", "raylet", "gcs_server")
+
+
+def _ray_pids() -> set[int]:
+    return {pid for mark in _RAY_MARKS for pid in _pids_of(mark)}
+
+
+def stop_processes(marker: str | None = None, pids_of: Callable[[], Iterable[int]] | None = None) -> None:
+    """SIGTERM, then SIGKILL after a bound, to every process whose command line mentions `marker` (or that
+    `pids_of` names)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = _pids_of(marker)
+        pids = list(pids_of()) if pids_of is not None else _pids_of(marker or "")
         for pid in pids:
             with suppress(ProcessLookupError):
                 os.kill(pid, sig)
@@ -93,6 +103,7 @@ def local_ray_cluster(home: Path, worker_cpus: tuple[int, ...] = (1,), head_cpus
     env.pop("RAY_ADDRESS", None)
     port, dashboard_port = free_port(), free_port()
     worker_dirs: list[Path] = []
+    ray_before = _ray_pids()  # the machine's other Ray processes (none in a test run): never touched
     try:
         _ray(["get-auth-token", "--generate"], env)
         _ray(
@@ -129,5 +140,6 @@ def local_ray_cluster(home: Path, worker_cpus: tuple[int, ...] = (1,), head_cpus
         for folder in (*worker_dirs, temp_dir):
             stop_processes(str(folder))
         stop_processes(f"127.0.0.1:{port}")  # anything else that named the head's address
+        stop_processes(pids_of=lambda: _ray_pids() - ray_before)  # renamed agents, the client server
         for folder in (*worker_dirs, temp_dir):
             subprocess.run(["rm", "-rf", str(folder)], check=False, timeout=60)

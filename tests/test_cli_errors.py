@@ -141,6 +141,92 @@ CASES: list[tuple[str, Any, str]] = [
         _with(resources={"gpus_per_trial": 64}),
         r"`resources.gpus_per_trial` is 64 but this machine has (no GPU|\d+ GPUs): no trial could ever start",
     ),
+    ("no epochs", _with(epochs=0), r"`epochs`: Input should be greater than or equal to 1, found 0"),
+    ("epochs as text", _with(epochs="ten"), r"`epochs`: Input should be a valid integer.*found 'ten'"),
+    ("seed as text", _with(seed="abc"), r"`seed`: Input should be a valid integer.*found 'abc'"),
+    ("no solvers", _with(solvers=[]), r"`solvers`: List should have at least 1 item.*found \[\]"),
+    ("unknown method", _with(solvers=[{"method": "mt3o"}]), r"`method`: method 'mt3o' is unknown; allowed: mt2o"),
+    (
+        "transfer period zero",
+        _with(solvers=[{"solver": "linear", "population": {"size": 3, "transfer": {"eps0": 0.3, "period": 0}}}]),
+        r"`solvers\[0\].population.transfer.period` must be an integer >= 1, found 0",
+    ),
+    (
+        "unknown transfer rule",
+        _with(solvers=[{"solver": "linear", "population": {"size": 3, "transfer": {"eps0": 0.3, "rule": "foo"}}}]),
+        r"`solvers\[0\].population.transfer.rule` must be periodic or mtgd, found 'foo'",
+    ),
+    (
+        "unknown transfer scope",
+        _with(
+            solvers=[
+                {"solver": "linear", "population": {"size": 3, "transfer": {"eps0": 0.3, "rule": "mtgd", "scope": "x"}}}
+            ]
+        ),
+        r"`solvers\[0\].population.transfer.scope` must be trunk or all \(or unset\), found 'x'",
+    ),
+    (
+        "unknown transfer mode",
+        _with(solvers=[{"solver": "linear", "population": {"size": 3, "transfer": {"eps0": 0.3, "mode": "greedy"}}}]),
+        r"`solvers\[0\].population.transfer.mode` must be symmetric or beneficial, found 'greedy'",
+    ),
+    (
+        "population size as text",
+        _with(solvers=[{"solver": "linear", "population": {"size": "five"}}]),
+        r"`solvers\[0\].population.size` must be an integer >= 1, found 'five'",
+    ),
+    (
+        "unknown optimizer",
+        _with(solvers=[{"solver": "linear", "optimizer": {"name": "rmsprop2", "lr": 0.01}}]),
+        r"`solvers\[0\].optimizer.name` must be one of sgd, adam, adamw, found 'rmsprop2'",
+    ),
+    (
+        "empty choice",
+        _with(solvers=[{"solver": "linear", "optimizer": {"lr": {"choice": []}}}]),
+        r"`solvers\[0\].optimizer.lr`: choice needs a non-empty list of values, found \[\]",
+    ),
+    (
+        "uniform range reversed",
+        _with(solvers=[{"solver": "linear", "optimizer": {"lr": {"uniform": [0.1, 0.01]}}}]),
+        r"`solvers\[0\].optimizer.lr`: uniform needs low < high, found \[0.1, 0.01\]",
+    ),
+    ("no concurrent trials", _with(search={"max_concurrent_trials": 0}), r"`search.max_concurrent_trials`: .*found 0"),
+    ("negative retries", _with(search={"max_failures": -1}), r"`search.max_failures`: .*found -1"),
+    ("samples as text", _with(search={"num_samples": "many"}), r"`search.num_samples`: .*found 'many'"),
+    (
+        "grace period zero",
+        _with(search={"scheduler": {"name": "pareto_asha", "grace_period": 0}}),
+        r"`search.scheduler.grace_period`: .*found 0",
+    ),
+    (
+        "reduction factor one",
+        _with(search={"scheduler": {"name": "pareto_asha", "reduction_factor": 1}}),
+        r"`search.scheduler.reduction_factor`: Input should be greater than 1, found 1",
+    ),
+    ("negative GPUs", _with(resources={"gpus_per_trial": -1}), r"`resources.gpus_per_trial`: .*found -1"),
+    ("outage bound negative", _with(tracking={"outage_timeout_s": -5}), r"`tracking.outage_timeout_s`: .*found -5"),
+    ("empty experiment name", _with(tracking={"experiment": ""}), r"`tracking.experiment`: String should have at"),
+    (
+        "reference point as text",
+        _with(reference_point=["a", 1]),
+        r"`reference_point\[0\]`: Input should be a valid number.*found 'a'",
+    ),
+    (
+        "duplicate objectives",
+        _with(objectives=[{"name": "f1", "direction": "min"}, {"name": "f1", "direction": "min"}]),
+        r"`objectives`: each name once, found \['f1', 'f1'\]",
+    ),
+    (
+        "problem argument of the wrong type",
+        _with(problem={"name": "toy2d", "args": {"steps_per_epoch": "many"}}),
+        r"`problem`: problem 'toy2d': argument `steps_per_epoch` must be an integer >= 1, found 'many'",
+    ),
+    ("CUDA index not a number", _with(device="cuda:x"), r"`device`: must be auto, cpu, cuda or cuda:N, found 'cuda:x'"),
+    (
+        "storage scheme not supported",
+        _with(storage="ftp://host/x"),
+        r"`storage`: scheme 'ftp://' of 'ftp://host/x' is not supported; allowed: a local path",
+    ),
     (
         "negative affinity frequency",
         _with(diagnostics={"affinity_every": -1}),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from pareto_search.config import parse_config
 from pareto_search.pareto import Front, FrontPoint, Objective
 from pareto_search.plan import make_plan
 from pareto_search.search.runner import run_search
+from tests.ray_cluster import local_ray_cluster
 from tests.s3_server import s3_server
 from trials.problems import make_problem
 
@@ -314,3 +316,57 @@ def test_damaged_checkpoints_of_a_killed_search_resume_to_the_same_front(tmp_pat
         assert lines[-1].endswith(f"— resumed from {oldest}"), lines
     front = _front_json("damaged", storage)
     assert _points(front) == _points(uninterrupted) and front["hypervolume"] == uninterrupted["hypervolume"]
+
+
+KILLS = 20  # the issue's "many random moments"
+
+
+def _tune_saved_since(search_dir: Path, since: float) -> bool:
+    return any(p.stat().st_mtime > since for p in search_dir.glob("experiment_state-*.json"))
+
+
+def test_a_driver_killed_at_twenty_random_moments_resumes_to_the_same_front(tmp_path, uninterrupted) -> None:
+    """SIGKILL the driver 20 times, each a random (seeded, printed) 0-3 s after its Tune run saved its first
+    state — restoring, starting trials, training, saving state and checkpoints, ending — and resume after each;
+    the last resume finishes and the front equals the uninterrupted run's, no trial run twice or lost. The
+    drivers join one Ray cluster on 127.0.0.1 (a driver starts in ~3 s instead of starting Ray each time)."""
+    rng = random.Random(20261202)
+    config = _fault_config(tmp_path, "killed20", "run")
+    storage = str(tmp_path / "run" / "searches")
+    search_dir = tmp_path / "run" / "searches" / "killed20"
+    plan_file = search_dir / "pareto_search" / "search.json"
+    moments: list[str] = []
+    with local_ray_cluster(tmp_path / "home", worker_cpus=(), head_cpus=2) as cluster:
+        env = {**cluster.env, "PYTHONUNBUFFERED": "1"}
+
+        def driver(args: list[str]) -> subprocess.Popen:
+            command = [*CLI, *args, "--address", cluster.gcs_address]
+            return subprocess.Popen(
+                command, cwd=tmp_path / "run", env=env, start_new_session=True, stdout=subprocess.PIPE, text=True
+            )
+
+        for _ in range(KILLS):
+            started = time.time()
+            args = ["resume", "killed20", "--storage", storage] if plan_file.is_file() else ["run", str(config)]
+            process = driver(args)
+            deadline = time.monotonic() + 120
+            while process.poll() is None and not _tune_saved_since(search_dir, started):
+                assert time.monotonic() < deadline, "no Tune state was saved within 120 s"
+                time.sleep(0.05)
+            delay = rng.uniform(0.0, 3.0)
+            try:
+                out, _ = process.communicate(timeout=delay)  # it finished before its kill: the loop goes on
+                assert process.returncode == 0, out[-3000:]
+                moments.append(f"{delay:.2f}s (ended first)")
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate(timeout=30)
+                moments.append(f"{delay:.2f}s")
+        final = driver(["resume", "killed20", "--storage", storage])
+        out, _ = final.communicate(timeout=400)
+    print("kills after Tune's first save:", moments)
+    assert final.returncode == 0, f"kills at {moments}\n{out[-4000:]}"
+    front = _front_json("killed20", storage)
+    # (trial index, member, values) of every point: a trial run twice or lost would add or miss entries
+    assert _points(front) == _points(uninterrupted), f"kills at {moments}\n{out[-4000:]}"
+    assert front["hypervolume"] == uninterrupted["hypervolume"]

@@ -44,12 +44,17 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def trial_params(trial_config: dict[str, Any]) -> dict[str, Any]:
-    """The sampled hyperparameters of a trial, flat (``optimizer.lr``), without the search plumbing."""
-    if "entry" in trial_config:
-        values, variant = trial_config["entry"]["values"], trial_config["entry"]["variant"]
-    else:
-        variant = trial_config["variant"]
-        values = trial_config[f"v{variant}"]
+    """The sampled hyperparameters of a trial, flat (``optimizer.lr``), without the search plumbing.
+    A config of another shape (a trial Tune made up after failing to restore its state) is logged as it
+    is, flattened: the callback never fails on it."""
+    try:
+        if "entry" in trial_config:
+            values, variant = trial_config["entry"]["values"], trial_config["entry"]["variant"]
+        else:
+            variant = trial_config["variant"]
+            values = trial_config[f"v{variant}"]
+    except (KeyError, TypeError):
+        return _flatten(trial_config) if isinstance(trial_config, dict) else {"config": str(trial_config)}
     return {"variant": variant, "seed": trial_config.get("seed"), **_flatten(values)}
 
 

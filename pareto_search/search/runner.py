@@ -23,11 +23,13 @@ from pareto_search.errors import SearchStopped
 from pareto_search.fronts import GlobalFront
 from pareto_search.plan import PLAN_FILE, SearchPlan, load_plan
 from pareto_search.scheduler import ParetoASHA, ParetoASHAStateCallback
+from pareto_search.search.atomic_fs import atomic_local_filesystem
 from pareto_search.search.callback import SearchCallback, bind_location
 from pareto_search.search.outage import TrackingUnavailable, fail_fast_http, is_outage
 from pareto_search.search.resources import check_requests_fit, node_resources
 from pareto_search.search.space import param_space
 from pareto_search.search.trainable import run_trial
+from pareto_search.search.tune_state import check_experiment_state
 from pareto_search.storage import StorageError, check_reachable
 from pareto_search.tracking import SearchTracker, resolve_tracking_uri
 
@@ -140,10 +142,16 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
     _init_ray(address)
     bind_location(plan.name, plan.files)  # before Tune unpickles a restored callback
     trainable = _trainable(plan)
-    if resume and tune.Tuner.can_restore(str(plan.storage_dir)):
+    # Local storage: Tune's copies into the folder publish each file whole (atomic_fs.py); object stores do.
+    filesystem = atomic_local_filesystem() if plan.storage_dir.is_local else None
+    if resume and plan.storage_dir.is_local and plan.storage_dir.local_path.is_dir():
+        for line in check_experiment_state(plan.storage_dir.local_path):  # before Tune reads it (tune_state.py)
+            print(f"[{plan.name}] {line}", file=sys.stderr, flush=True)
+    if resume and tune.Tuner.can_restore(str(plan.storage_dir), storage_filesystem=filesystem):
         tuner = tune.Tuner.restore(
             str(plan.storage_dir),
             trainable=trainable,
+            storage_filesystem=filesystem,
             resume_unfinished=True,
             resume_errored=False,
             restart_errored=False,
@@ -168,6 +176,7 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
             run_config=tune.RunConfig(
                 name=plan.name,
                 storage_path=str(plan.storage_dir.parent),
+                storage_filesystem=filesystem,
                 callbacks=callbacks,
                 failure_config=tune.FailureConfig(max_failures=search.max_failures),
                 # A trial resumes from its newest checkpoint; the one before is kept as the fallback when the
