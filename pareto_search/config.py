@@ -151,6 +151,9 @@ class SearchAlgorithmConfig(_Strict):
     # One retry recovers from a lost worker; the retry resumes from the trial's last checkpoint,
     # so a deterministic failure (NaN losses) fails again at the same epoch, cheaply.
     max_failures: int = Field(1, ge=0)
+    # How long a search none of whose trials can be placed waits (an autoscaler adding a node takes minutes)
+    # before it stops, naming what it asked for and what the nodes offer.
+    pending_timeout_s: float = Field(600.0, gt=0)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
 
 

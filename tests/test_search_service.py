@@ -25,7 +25,6 @@ from pareto_search.config import parse_config
 from pareto_search.pareto import Front, FrontPoint, Objective
 from pareto_search.plan import make_plan
 from pareto_search.search.runner import run_search
-from tests.ray_cluster import local_ray_cluster
 from tests.s3_server import s3_server
 from trials.problems import make_problem
 
@@ -326,47 +325,97 @@ def _tune_saved_since(search_dir: Path, since: float) -> bool:
 
 
 def test_a_driver_killed_at_twenty_random_moments_resumes_to_the_same_front(tmp_path, uninterrupted) -> None:
-    """SIGKILL the driver 20 times, each a random (seeded, printed) 0-3 s after its Tune run saved its first
-    state — restoring, starting trials, training, saving state and checkpoints, ending — and resume after each;
-    the last resume finishes and the front equals the uninterrupted run's, no trial run twice or lost. The
-    drivers join one Ray cluster on 127.0.0.1 (a driver starts in ~3 s instead of starting Ray each time)."""
+    """SIGKILL the driver (and the Ray it started) 20 times, each a random (seeded, printed) 0-4 s after its Tune
+    run saved its first state — restoring, starting trials, training, saving state and checkpoints, ending — and
+    resume after each; the last resume finishes and the front equals the uninterrupted run's."""
     rng = random.Random(20261202)
     config = _fault_config(tmp_path, "killed20", "run")
     storage = str(tmp_path / "run" / "searches")
     search_dir = tmp_path / "run" / "searches" / "killed20"
     plan_file = search_dir / "pareto_search" / "search.json"
     moments: list[str] = []
-    with local_ray_cluster(tmp_path / "home", worker_cpus=(), head_cpus=2) as cluster:
-        env = {**cluster.env, "PYTHONUNBUFFERED": "1"}
-
-        def driver(args: list[str]) -> subprocess.Popen:
-            command = [*CLI, *args, "--address", cluster.gcs_address]
-            return subprocess.Popen(
-                command, cwd=tmp_path / "run", env=env, start_new_session=True, stdout=subprocess.PIPE, text=True
-            )
-
-        for _ in range(KILLS):
-            started = time.time()
-            args = ["resume", "killed20", "--storage", storage] if plan_file.is_file() else ["run", str(config)]
-            process = driver(args)
-            deadline = time.monotonic() + 120
-            while process.poll() is None and not _tune_saved_since(search_dir, started):
-                assert time.monotonic() < deadline, "no Tune state was saved within 120 s"
-                time.sleep(0.05)
-            delay = rng.uniform(0.0, 3.0)
-            try:
-                out, _ = process.communicate(timeout=delay)  # it finished before its kill: the loop goes on
-                assert process.returncode == 0, out[-3000:]
-                moments.append(f"{delay:.2f}s (ended first)")
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.communicate(timeout=30)
-                moments.append(f"{delay:.2f}s")
-        final = driver(["resume", "killed20", "--storage", storage])
-        out, _ = final.communicate(timeout=400)
+    for _ in range(KILLS):
+        started = time.time()
+        args = ["resume", "killed20", "--storage", storage] if plan_file.is_file() else ["run", str(config)]
+        driver = _cli(args, tmp_path / "run")
+        deadline = time.monotonic() + 180
+        while driver.poll() is None and not _tune_saved_since(search_dir, started):
+            assert time.monotonic() < deadline, "no Tune state was saved within 180 s"
+            time.sleep(0.05)
+        delay = rng.uniform(0.0, 4.0)
+        try:
+            out, _ = driver.communicate(timeout=delay)  # it finished before its kill: the loop goes on
+            assert driver.returncode == 0, out[-3000:]
+            moments.append(f"{delay:.2f}s (ended first)")
+        except subprocess.TimeoutExpired:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.communicate(timeout=30)
+            moments.append(f"{delay:.2f}s")
+    final = _cli(["resume", "killed20", "--storage", storage], tmp_path / "run")
+    out, _ = final.communicate(timeout=400)
     print("kills after Tune's first save:", moments)
     assert final.returncode == 0, f"kills at {moments}\n{out[-4000:]}"
     front = _front_json("killed20", storage)
     # (trial index, member, values) of every point: a trial run twice or lost would add or miss entries
     assert _points(front) == _points(uninterrupted), f"kills at {moments}\n{out[-4000:]}"
     assert front["hypervolume"] == uninterrupted["hypervolume"]
+
+
+def _trial_workers(session: int) -> list[int]:
+    """Pids of the Tune trial actors (function trainables) started under the driver's session `session`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().split(b"\0")[0]
+                if title.startswith(b"ray::ImplicitFunc") and os.getsid(int(entry.name)) == session:
+                    pids.append(int(entry.name))
+            except (OSError, ProcessLookupError):
+                continue
+    return pids
+
+
+def test_a_killed_trial_worker_is_retried_to_the_same_front(tmp_path, uninterrupted) -> None:
+    """SIGKILL the process a trial trains in, mid-trial: Tune retries it (search.max_failures, default 1) from its
+    last checkpoint; the search exits 0 and the front equals the uninterrupted run's."""
+    driver = _cli(["run", str(_fault_config(tmp_path, "worker", "run"))], tmp_path / "run")
+    front_file = tmp_path / "run" / "searches" / "worker" / "pareto_search" / "front_points.json"
+    deadline, killed = time.monotonic() + 240, []
+    while not killed and time.monotonic() < deadline and driver.poll() is None:
+        points = json.loads(front_file.read_text())["points"] if front_file.is_file() else []
+        epochs = [p["data"]["epoch"] for p in points]
+        if any(2 <= e < 5 for e in epochs):  # a trial is mid-way
+            for pid in _trial_workers(driver.pid):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        time.sleep(0.05)
+    assert killed, "no trial worker was found mid-trial"
+    out, _ = driver.communicate(timeout=400)
+    assert driver.returncode == 0, out[-3000:]
+    front = _front_json("worker", str(tmp_path / "run" / "searches"))
+    assert _points(front) == _points(uninterrupted) and front["hypervolume"] == uninterrupted["hypervolume"]
+
+
+def test_two_searches_writing_one_sqlite_store_at_once_both_complete(tmp_path, uninterrupted) -> None:
+    """Two drivers (each with its own Ray) log to one sqlite MLflow store at the same time: both exit 0, both
+    fronts equal the uninterrupted run's, and the store holds both searches' runs, finished."""
+    configs = [_fault_config(tmp_path, name, name) for name in ("one", "two")]
+    shared = f"sqlite:///{tmp_path}/shared.db"
+    for path in configs:
+        config = yaml.safe_load(path.read_text())
+        path.write_text(yaml.safe_dump({**config, "tracking": {"uri": shared, "experiment": "tests"}}))
+    drivers = [_cli(["run", str(path)], path.parent) for path in configs]
+    outputs = [driver.communicate(timeout=600)[0] for driver in drivers]
+    for driver, out in zip(drivers, outputs, strict=True):
+        assert driver.returncode == 0, out[-3000:]
+    for name in ("one", "two"):
+        front = _front_json(name, str(tmp_path / name / "searches"))
+        assert _points(front) == _points(uninterrupted) and front["hypervolume"] == uninterrupted["hypervolume"]
+    client = mlflow.MlflowClient(shared)
+    searches = client.search_runs(
+        [client.get_experiment_by_name("tests").experiment_id], "tags.`pareto_search.kind` = 'search'"
+    )
+    assert sorted((r.data.tags["pareto_search.search"], r.info.status) for r in searches) == [
+        ("one", "FINISHED"),
+        ("two", "FINISHED"),
+    ]

@@ -3,15 +3,18 @@
 Without this, Tune waits forever for a placement ("no trial is running" every minute). On this machine
 (the embedded local Ray) the node is this machine, measured the way Ray measures it; on a Ray that is
 already running here (a library user's, the tests'), its live nodes. A cluster behind an autoscaler may
-still grow a node that fits: that case is not refused here.
+still grow a node that fits: there the search waits at most `search.pending_timeout_s` (PendingWatch).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
+from typing import Any
 
 import ray
+from ray import tune
 
 from pareto_search.config import ConfigError, ResourcesConfig
 
@@ -51,3 +54,35 @@ def check_requests_fit(resources: ResourcesConfig, nodes: list[Mapping[str, floa
             f"`resources.gpus_per_trial` is {resources.gpus_per_trial:g} but {where} {what}: no trial could "
             "ever start; set it to 0 to train on the CPU"
         )
+
+
+class PlacementTimeout(RuntimeError):
+    """No trial could be placed on the cluster within `search.pending_timeout_s`."""
+
+
+class PendingWatch(tune.Callback):
+    """Stops a search none of whose trials has run for `timeout_s` while some wait to be placed.
+
+    On a cluster a trial may wait for an autoscaler to add a node that fits; past the bound, waiting longer is
+    hanging. Time while a trial runs resets the clock: only a search that cannot place anything is stopped."""
+
+    def __init__(self, resources: ResourcesConfig, timeout_s: float) -> None:
+        self.resources, self.timeout_s = resources, timeout_s
+        self._idle_since: float | None = None
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        running = any(t.status == "RUNNING" for t in trials)
+        pending = any(t.status == "PENDING" for t in trials)
+        if running or not pending:
+            self._idle_since = None
+            return
+        now = time.monotonic()
+        self._idle_since = self._idle_since or now
+        if now - self._idle_since > self.timeout_s:
+            nodes = node_resources()
+            offered = ", ".join(f"{n.get('CPU', 0):g} CPU/{n.get('GPU', 0):g} GPU" for n in nodes) or "no live node"
+            raise PlacementTimeout(
+                f"no trial could be placed for {self.timeout_s:g} s (`search.pending_timeout_s`): each asks for "
+                f"{self.resources.cpus_per_trial:g} CPU and {self.resources.gpus_per_trial:g} GPU "
+                f"(`resources`), the cluster's nodes offer {offered}"
+            )

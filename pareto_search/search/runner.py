@@ -26,7 +26,7 @@ from pareto_search.scheduler import ParetoASHA, ParetoASHAStateCallback
 from pareto_search.search.atomic_fs import atomic_local_filesystem
 from pareto_search.search.callback import SearchCallback, bind_location
 from pareto_search.search.outage import TrackingUnavailable, fail_fast_http, is_outage
-from pareto_search.search.resources import check_requests_fit, node_resources
+from pareto_search.search.resources import PendingWatch, PlacementTimeout, check_requests_fit, node_resources
 from pareto_search.search.space import param_space
 from pareto_search.search.trainable import run_trial
 from pareto_search.search.tune_state import check_experiment_state
@@ -159,7 +159,10 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
     else:
         search = plan.config.search
         scheduler = _scheduler(plan)
-        callbacks: list[tune.Callback] = [SearchCallback(plan, parent_run_id, tracking_uri)]
+        callbacks: list[tune.Callback] = [
+            SearchCallback(plan, parent_run_id, tracking_uri),
+            PendingWatch(plan.config.resources, search.pending_timeout_s),
+        ]
         if isinstance(scheduler, ParetoASHA):  # Tune checkpoints callbacks, not schedulers: carry its state
             callbacks.append(ParetoASHAStateCallback(scheduler))
         tuner = tune.Tuner(
@@ -189,6 +192,13 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
         with _sigint_watch() as interruption:
             results = tuner.fit()
     except Exception as exc:
+        unplaced = _cause(exc, PlacementTimeout)
+        if unplaced is not None:
+            kept = len(GlobalFront.load(plan.front_path).points) if plan.front_path.is_file() else 0
+            raise SearchStopped(
+                f"{unplaced}; search '{plan.name}' stopped with {kept} evaluated points; "
+                f"`pareto-search resume {plan.name}` continues it once the cluster can place a trial"
+            ) from None
         outage = _cause(exc, TrackingUnavailable)
         if outage is None:
             raise
