@@ -71,6 +71,44 @@ _logger = logging.getLogger(__name__)
 # Tags and limits
 # --------------------------------------------------------------------------------------------------------
 
+# Tries at opening a store whose tables another process may be creating this very moment (see SearchTracker).
+STORE_INIT_ATTEMPTS = 5
+# How long a process waits for another one that is creating the tables of the same sqlite store.
+SQLITE_INIT_WAIT_S = 120.0
+
+
+@contextlib.contextmanager
+def _sqlite_init_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialize the first open of an sqlite store across processes on this machine: MLflow creates and migrates
+    its tables (alembic) on first open, and two searches starting together on a fresh file corrupt each other's
+    migration ("table _alembic_tmp_experiments already exists"). The lock file lives in the temp folder, keyed by
+    the database path, so nothing is left beside the user's store."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    database = os.path.abspath(tracking_uri[len("sqlite:///") :])
+    key = hashlib.sha1(database.encode()).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), f"pareto_search-sqlite-{key}.lock")
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + SQLITE_INIT_WAIT_S
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"waited {SQLITE_INIT_WAIT_S:g} s for another process opening {database}"
+                    ) from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 TAG_SEARCH = "pareto_search.search"
 TAG_KIND = "pareto_search.kind"  # "search" (parent run) or "trial" (child run)
 TAG_TRIAL_ID = "pareto_search.trial_id"
@@ -278,8 +316,22 @@ class SearchTracker:
             raise ValueError(f"Parameter `experiment` should be a non-empty name. Found {experiment!r}.")
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment_name = experiment
-        self._client = MlflowClient(tracking_uri=self.tracking_uri)
-        self.experiment_id = self._get_or_create_experiment(experiment, artifact_location)
+        with _sqlite_init_lock(self.tracking_uri):
+            self._open(experiment, artifact_location)
+
+    def _open(self, experiment: str, artifact_location: str | None) -> None:
+        for attempt in range(STORE_INIT_ATTEMPTS):
+            try:
+                # The client opens (and on a fresh sqlite file creates and migrates) the store as it is built.
+                self._client = MlflowClient(tracking_uri=self.tracking_uri)
+                self.experiment_id = self._get_or_create_experiment(experiment, artifact_location)
+                break
+            except Exception as exc:
+                # Two processes opening a fresh sqlite store at once both create its tables; the slower one fails
+                # with "table ... already exists" while the other finishes. Its next try finds the tables.
+                if "already exists" not in str(exc) or attempt == STORE_INIT_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
 
     def __repr__(self) -> str:
         return (

@@ -20,6 +20,7 @@ import yaml
 from mlflow import MlflowClient
 
 from pareto_search.cli import main
+from pareto_search.search.runner import CHECKPOINTS_KEPT
 from tests.processes import free_port
 from tests.s3_server import S3Server, s3_server
 
@@ -75,7 +76,9 @@ def test_a_search_on_s3_is_read_back_by_every_command(tmp_path, s3_env: S3Server
     assert {"search.json", "front_points.json", "affinity.json"} <= ours, keys
     assert any(k.endswith("experiment_state.json") or "experiment_state" in k for k in keys), keys
     checkpoints = [k for k in keys if k.endswith("/member_0.pt")]
-    assert len(checkpoints) == 2, keys  # one kept checkpoint per trial (num_to_keep=1), in the bucket
+    # the newest two checkpoints of each of the 2 trials (the older is the fallback for a damaged newest), sealed
+    assert len(checkpoints) == 2 * CHECKPOINTS_KEPT, keys
+    assert len([k for k in keys if k.endswith("/manifest.json")]) == len(checkpoints), keys
     assert not (tmp_path / "searches").exists(), "nothing of the search may land in the working directory"
 
     # `front` reads the bucket and agrees with what the search published to MLflow.
