@@ -155,14 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from pareto_search.config import load_config
-    from pareto_search.plan import make_plan
 
-    config = load_config(args.config)
+    config = load_config(args.config)  # a schema error answers here, before torch loads (trials/names.py)
     overrides = {k: v for k, v in (("name", args.name), ("storage", args.storage)) if v}
     if overrides:
         from pareto_search.config import parse_config
 
         config = parse_config({**config.model_dump(mode="json"), **overrides})
+    from pareto_search.plan import make_plan
+
     plan = make_plan(config)
     from pareto_search.search.runner import release_ray, run_search
 

@@ -25,9 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pareto_search.errors import ConfigError
 from pareto_search.storage import default_storage, storage_scheme_error
+
+# Names only: the solver and problem modules import torch, which a schema error should not wait for (~1.5 s).
+from trials.names import PROBLEMS, check_solver_name
 from trials.presets import PRESETS, merge
-from trials.problems import PROBLEMS
-from trials.solvers import InvalidHyperparameterError, make_params, solver_class
 from trials.spec import SpecError, TrialSpec
 
 DISTRIBUTIONS: dict[str, int | None] = {  # name -> number of arguments (None: a non-empty list)
@@ -109,8 +110,7 @@ class SolverEntry(_Strict):
     @field_validator("solver")
     @classmethod
     def _known_solver(cls, name: str) -> str:
-        solver_class(name)  # raises "solver 'x' is unknown; allowed: ..."
-        return name
+        return check_solver_name(name)  # raises "solver 'x' is unknown; allowed: ..."
 
     def display_label(self) -> str:
         if self.label:
@@ -120,6 +120,8 @@ class SolverEntry(_Strict):
             return f"{self.method}-k{size}" if isinstance(size, int) else self.method
         eps0 = self.population.get("transfer", {}).get("eps0")
         if eps0 is None:
+            from trials.solvers import solver_class
+
             eps0 = solver_class(self.solver).default_transfer_eps0
         if isinstance(size, int) and size > 1:
             kind = "independent" if eps0 == 0 else "mt2o"
@@ -320,6 +322,9 @@ def _check_distribution(dist: Distribution, where: str, algorithm: str) -> None:
 
 
 def _validate_entry(index: int, entry: SolverEntry, algorithm: str) -> None:
+    # Hyperparameters are checked by the solver's own dataclass: the one place a valid-looking config loads torch.
+    from trials.solvers import InvalidHyperparameterError, make_params
+
     prefix = f"solvers[{index}]"
     space = entry.space()
     for path, dist in _distribution_paths(space):

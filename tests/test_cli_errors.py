@@ -343,3 +343,34 @@ def test_a_search_with_failed_trials_exits_1_and_names_them(tmp_path, monkeypatc
         "1 of 2 trials ended in error (their points found so far are kept):",
         "  t2: NonFiniteLossError: member 0 at step 3  (full error: /s/t2/error.txt)",
     ]
+
+
+def test_the_solver_names_the_schema_checks_are_the_solver_registry() -> None:
+    from trials.names import SOLVER_NAMES
+    from trials.solvers import SOLVERS
+
+    assert sorted(SOLVER_NAMES) == sorted(SOLVERS)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["frontier"], ["run", "{bad}"]],
+    ids=["help", "usage error", "schema error"],
+)
+def test_the_cli_answers_help_and_schema_errors_without_loading_torch_ray_or_mlflow(tmp_path, argv) -> None:
+    """What keeps `--help` and a misspelt config under a second (benchmarks/cli_startup.py measures it): the
+    answer comes before torch, Ray or MLflow is imported."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_with(solvers=[{"solver": "mgdaa"}])))
+    probe = (
+        "import sys\nfrom pareto_search.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print('LOADED', sorted(m for m in ('torch', 'ray', 'mlflow') if m in sys.modules))"
+    )
+    args = [a.replace("{bad}", str(bad)) for a in argv]
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "LOADED []", done.stdout + done.stderr
+    if argv[0] == "run":
+        assert "`solvers[0].solver`: solver 'mgdaa' is unknown" in done.stderr, done.stderr

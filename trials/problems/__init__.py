@@ -6,21 +6,10 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
+from trials.names import PROBLEMS
 from trials.problems.base import Batch, ExactFront, MetricSpec, Problem
 
 __all__ = ["PROBLEMS", "Batch", "ExactFront", "MetricSpec", "Problem", "load_factory", "make_problem"]
-
-# name -> "module:factory"; imported lazily so that listing problems stays cheap.
-PROBLEMS: dict[str, str] = {
-    "toy2d": "trials.problems.synthetic:Toy2D",
-    "zdt1": "trials.problems.synthetic:ZDT1",
-    "zdt2": "trials.problems.synthetic:ZDT2",
-    "multi_mnist": "trials.problems.multi_mnist:multi_mnist",
-    "multi_fashion": "trials.problems.multi_mnist:multi_fashion",
-    "multi_fashion_mnist": "trials.problems.multi_mnist:multi_fashion_mnist",
-    "related3": "trials.problems.related_conflicting:related3",
-    "logic_gates": "trials.problems.logic_gates:LogicGates",
-}
 
 
 def load_factory(path: str) -> Any:

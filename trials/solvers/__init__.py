@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
+from trials.names import check_solver_name
 from trials.solvers.adatask import AdaTask
 from trials.solvers.base import (
     Hyperparameters,
@@ -64,10 +65,7 @@ SOLVERS: dict[str, type[Solver]] = {
 
 
 def solver_class(name: str) -> type[Solver]:
-    try:
-        return SOLVERS[name]
-    except KeyError:
-        raise ValueError(f"solver '{name}' is unknown; allowed: {', '.join(sorted(SOLVERS))}") from None
+    return SOLVERS[check_solver_name(name)]
 
 
 def make_params(name: str, params: Mapping[str, Any] | None = None) -> Hyperparameters:
