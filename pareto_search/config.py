@@ -156,6 +156,14 @@ class SearchAlgorithmConfig(_Strict):
     # How long a search none of whose trials can be placed waits (an autoscaler adding a node takes minutes)
     # before it stops, naming what it asked for and what the nodes offer.
     pending_timeout_s: float = Field(600.0, gt=0)
+    # A trial checkpoints every this many epochs, and always after its last. 1 (safe): a killed driver or a lost
+    # worker resumes from the last epoch. N: up to N-1 epochs are trained again after a fault (to the same
+    # points: training is deterministic per seed) for N times fewer checkpoint writes and Tune state snapshots.
+    checkpoint_every: int = Field(1, ge=1)
+    # Run the next trial in the finished trial's worker process (Tune's reuse_actors): no new process and no
+    # re-import of torch per trial. Every trial still builds its model, optimizer and data order from its own
+    # seed, so results do not depend on it.
+    reuse_actors: bool = True
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
 
 

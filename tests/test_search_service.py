@@ -184,14 +184,15 @@ def _wait_for_points(front_file: Path, process: subprocess.Popen, done_points: i
     raise AssertionError(f"the search ended (exit {process.poll()}) or stalled before it could be interrupted")
 
 
-def _fault_config(tmp_path: Path, name: str, run: str) -> Path:
-    """The search every fault test interrupts: 2 trials, one at a time, 5 epochs; `run` names its folder."""
+def _fault_config(tmp_path: Path, name: str, run: str, **search: Any) -> Path:
+    """The search every fault test interrupts: 2 trials, one at a time, 5 epochs; `run` names its folder;
+    `search` adds settings of the `search` section."""
     config = _config(
         tmp_path,
         name,
         epochs=5,
         problem={"name": "toy2d", "args": {"steps_per_epoch": 150}},
-        search={"algorithm": "random", "num_samples": 2, "max_concurrent_trials": 1},
+        search={"algorithm": "random", "num_samples": 2, "max_concurrent_trials": 1, **search},
     )
     (tmp_path / run).mkdir()
     settings = {"storage": str(tmp_path / run / "searches"), "tracking": {"uri": f"sqlite:///{tmp_path}/{run}/m.db"}}
@@ -257,6 +258,38 @@ def test_killed_driver_resumes_to_the_same_front_from_a_copy_on_s3(tmp_path, mon
     assert _points(front) == _points(uninterrupted), out_resumed[-6000:]
     assert front["hypervolume"] == uninterrupted["hypervolume"]
     assert front_file.read_bytes() == left_behind, "resuming the copy wrote into the original folder"
+
+
+def test_checkpoints_every_few_epochs_a_killed_driver_resumes_to_the_same_front(tmp_path, uninterrupted) -> None:
+    """`search.checkpoint_every: 2` with reused workers (the default): a driver killed between two checkpoints
+    resumes from the older one, trains the epochs since again, and ends with the front of the uninterrupted run
+    (which checkpointed every epoch) — no point lost, none different; every checkpoint kept is of an even epoch or
+    the last."""
+    driver = _cli(["run", str(_fault_config(tmp_path, "sparse", "run", checkpoint_every=2))], tmp_path / "run")
+    search_dir = tmp_path / "run" / "searches" / "sparse"
+    front_file = search_dir / "pareto_search" / "front_points.json"
+    deadline = time.monotonic() + 240
+
+    def epochs_reported() -> set[int]:
+        points = json.loads(front_file.read_text())["points"] if front_file.is_file() else []
+        return {p["data"]["epoch"] for p in points}
+
+    while 3 not in epochs_reported():
+        assert driver.poll() is None and time.monotonic() < deadline, "the search ended before epoch 3 of a trial"
+        time.sleep(0.02)
+    os.killpg(driver.pid, signal.SIGKILL)  # epoch 3 reported, not checkpointed
+    driver.wait(timeout=30)
+    resumed = _cli(["resume", "sparse", "--storage", str(search_dir.parent)], tmp_path / "run")
+    out, _ = resumed.communicate(timeout=400)
+    assert resumed.returncode == 0, out[-3000:]
+    front = _front_json("sparse", str(search_dir.parent))
+    assert _points(front) == _points(uninterrupted) and front["hypervolume"] == uninterrupted["hypervolume"]
+    epochs = {
+        torch.load(folder / "trainer.pt", weights_only=False)["epoch"]
+        for folders in _checkpoints(search_dir).values()
+        for folder in folders
+    }
+    assert epochs and epochs <= {2, 4, 5}, epochs
 
 
 def _checkpoints(search_dir: Path) -> dict[str, list[Path]]:

@@ -13,6 +13,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException, RestException
 
-from pareto_search.search.outage import TrackingQueue, TrackingUnavailable
+from pareto_search.search.outage import BackgroundWrites, TrackingQueue, TrackingUnavailable
 from tests.mlflow_server import ADMIN_PASSWORD_ENV, ADMIN_USERNAME_ENV, mlflow_server
 from tests.processes import free_port, stop_process_group
 
@@ -51,6 +52,34 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def test_background_writes_leave_the_driver_at_once_keep_their_order_and_are_all_done_at_flush() -> None:
+    server, release = Server(), threading.Event()
+    writes = BackgroundWrites(TrackingQueue("http://tracking", bound_s=60))
+    writes.submit("slow", lambda: release.wait(timeout=30))  # the thread is busy with this one
+    start = time.monotonic()
+    for k in range(50):
+        writes.submit(f"w{k}", server.write(f"w{k}"))
+    assert time.monotonic() - start < 1.0 and server.written == []  # handed over, not done in the caller
+    release.set()
+    writes.flush()
+    assert server.written == [f"w{k}" for k in range(50)]
+    writes.submit("late", server.write("late"))  # after the end: done in the caller, not lost
+    assert server.written[-1] == "late"
+
+
+def test_an_error_on_the_writer_thread_is_raised_in_the_driver() -> None:
+    def refused() -> None:
+        raise RestException({"error_code": "INVALID_PARAMETER_VALUE", "message": "bad metric"})
+
+    writes = BackgroundWrites(TrackingQueue("http://tracking", bound_s=60))
+    writes.submit("bad", refused)
+    with pytest.raises(RestException, match="bad metric"):
+        for _ in range(200):  # the next submit after the thread met the error raises it
+            writes.submit("next", lambda: None)
+            time.sleep(0.01)
+        writes.flush()
 
 
 def test_writes_wait_in_order_through_an_outage_and_replay_when_the_server_returns(capsys) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from pareto_search.fronts import GlobalFront
 from pareto_search.groups import affinity_path, record_affinity
 from pareto_search.pareto import Objective
 from pareto_search.plan import SearchPlan
-from pareto_search.search.outage import TrackingQueue
+from pareto_search.search.outage import BackgroundWrites, TrackingQueue
 from pareto_search.search.trainable import member_file
 from pareto_search.storage import Location
 from pareto_search.tracking import SearchTracker
@@ -82,24 +83,34 @@ class SearchCallback(tune.Callback):
         self.results_seen = 0
         self._front: GlobalFront | None = None
         self._tracker: SearchTracker | None = None
-        self._queue: TrackingQueue | None = None
+        self._queue: BackgroundWrites | None = None
         self._child_runs: dict[str, str] = {}
+        # The MLflow writes run on their own thread (BackgroundWrites) and touch the front (model URIs, the
+        # published files) and the trial runs: this lock keeps them and the Tune loop's updates apart.
+        self._lock = threading.RLock()
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
+        with self._lock:
+            state = dict(self.__dict__)
+            state["_child_runs"] = dict(self._child_runs)
         # Reopened lazily after unpickling. Writes still buffered by an outage are not carried over: a driver
         # killed during an outage loses those MLflow records, never the front (it is in storage).
-        state.update(_front=None, _tracker=None, _queue=None)
+        state.update(_front=None, _tracker=None, _queue=None, _lock=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._lock = threading.RLock()
         files = _LOCATIONS.get(self.search)
         if files is not None:
             self.front_path = files / self.front_path.name
 
     @property
     def front(self) -> GlobalFront:
+        with self._lock:
+            return self._open_front()
+
+    def _open_front(self) -> GlobalFront:
         if self._front is None:
             if self.front_path.is_file():
                 self._front = GlobalFront.load(self.front_path)
@@ -115,9 +126,9 @@ class SearchCallback(tune.Callback):
         return self._tracker
 
     @property
-    def queue(self) -> TrackingQueue:
+    def queue(self) -> BackgroundWrites:
         if self._queue is None:
-            self._queue = TrackingQueue(self.tracking_uri, self.outage_timeout_s)
+            self._queue = BackgroundWrites(TrackingQueue(self.tracking_uri, self.outage_timeout_s))
         return self._queue
 
     def _child(self, trial_id: str, params: dict[str, Any]) -> str:
@@ -125,7 +136,8 @@ class SearchCallback(tune.Callback):
         run_id = self._child_runs.get(trial_id)
         if run_id is None:
             run_id = self.tracker.start_trial(self.parent_run_id, trial_id, params)
-            self._child_runs[trial_id] = run_id
+            with self._lock:
+                self._child_runs[trial_id] = run_id
         return run_id
 
     # -- Tune hooks ------------------------------------------------------------------------------
@@ -141,9 +153,11 @@ class SearchCallback(tune.Callback):
             {"member": k, "values": row, "solver": label, "preference": pref, "epoch": epoch}
             for k, (row, pref) in enumerate(zip(result["values"], result["preferences"], strict=True))
         ]
-        self.front.update(trial.trial_id, members)  # storage first: the point is kept whatever MLflow does
-        contribution = self.front.contribution(trial.trial_id)
-        global_hv = self.front.hypervolume().value
+        with self._lock:
+            self.front.update(trial.trial_id, members)  # storage first: the point is kept whatever MLflow does
+            contribution = self.front.contribution(trial.trial_id)
+            global_hv = self.front.hypervolume().value
+            front_points = len(self.front.front())
         self.results_seen += 1
         if "affinity_total" in result:  # what `pareto-search groups` reads, kept next to the front
             record_affinity(
@@ -161,7 +175,7 @@ class SearchCallback(tune.Callback):
         for k, losses in enumerate(result["train_losses"]):
             metrics.update({f"m{k}/train_loss_t{t}": v for t, v in enumerate(losses)})
         trial_id, params, measured_ms = trial.trial_id, trial_params(trial.config), int(time.time() * 1000)
-        search_metrics = {"global_hv": global_hv, "front_points": len(self.front.front())}
+        search_metrics = {"global_hv": global_hv, "front_points": front_points}
         step = self.results_seen
         self.queue.submit(
             f"metrics of {trial_id} epoch {epoch}",
@@ -175,7 +189,7 @@ class SearchCallback(tune.Callback):
         print(
             f"[{self.search}] trials {done}/{len(trials)} done | {trial.trial_id} ({label}) epoch {epoch}: "
             f"trial HV {result['trial_hv']:.4f}, front contribution {contribution:.4f} | "
-            f"global HV {global_hv:.4f} ({len(self.front.front())} points)",
+            f"global HV {global_hv:.4f} ({front_points} points)",
             file=sys.stderr,
             flush=True,
         )
@@ -206,13 +220,14 @@ class SearchCallback(tune.Callback):
                 with checkpoint.as_directory() as folder:
                     for path in sorted(Path(folder).glob("member_*.pt")):
                         self.tracker.log_artifact_file(run_id, path, "weights")
-                self.front.set_data(
-                    trial_id,
-                    model_uri=lambda p: self.tracker.artifact_uri(
-                        run_id, f"weights/{member_file(int(p.data['member']))}"
-                    ),
-                    status="failed" if status == "FAILED" else "finished",
-                )
+                with self._lock:
+                    self.front.set_data(
+                        trial_id,
+                        model_uri=lambda p: self.tracker.artifact_uri(
+                            run_id, f"weights/{member_file(int(p.data['member']))}"
+                        ),
+                        status="failed" if status == "FAILED" else "finished",
+                    )
             self._log_affinity(run_id, last_result)
             self.tracker.end_run(run_id, status, error)  # type: ignore[arg-type]
 
@@ -240,15 +255,17 @@ class SearchCallback(tune.Callback):
         """Front artifacts and plots on the parent run, front tags on the children."""
         from pareto_search import plots
 
-        front = self.front
-        data = front.to_json()
-        hv = data["hypervolume"]
-        self.tracker.log_json(self.parent_run_id, data, "front.json")
-        self.tracker.log_text(self.parent_run_id, front.to_csv(), "front.csv")
-        self.tracker.log_metrics(self.parent_run_id, {"final_hv": hv if math.isfinite(hv) else 0.0}, self.results_seen)
-        with tempfile.TemporaryDirectory() as folder:
-            for path in plots.global_front_files(front, folder):
-                self.tracker.log_artifact_file(self.parent_run_id, path)
-        members = front.on_front_members()
+        with self._lock:  # at the end of the search; the lock only keeps a late trial's model URIs apart
+            front = self.front
+            data = front.to_json()
+            hv = data["hypervolume"]
+            self.tracker.log_json(self.parent_run_id, data, "front.json")
+            self.tracker.log_text(self.parent_run_id, front.to_csv(), "front.csv")
+            final_hv = {"final_hv": hv if math.isfinite(hv) else 0.0}
+            self.tracker.log_metrics(self.parent_run_id, final_hv, self.results_seen)
+            with tempfile.TemporaryDirectory() as folder:
+                for path in plots.global_front_files(front, folder):
+                    self.tracker.log_artifact_file(self.parent_run_id, path)
+            members = front.on_front_members()
         for trial_id, run_id in self.tracker.list_trials(self.parent_run_id).items():
             self.tracker.set_front_members(run_id, members.get(trial_id, []))

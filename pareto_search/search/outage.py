@@ -16,8 +16,11 @@ timeout (``fail_fast_http``) and the queue does the retrying. A server that answ
 
 from __future__ import annotations
 
+import atexit
 import sys
+import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -25,6 +28,9 @@ from pareto_search.tracking import fail_fast_http, is_outage
 
 RETRY_EVERY_S = 5.0  # how often a new result may re-try a server that did not answer (each try costs ≤ timeout)
 FLUSH_POLL_S = 2.0  # at the end of a search: the wait between tries while buffered writes remain
+# At the end of a search, how long the writer thread may take to hand over the writes it holds. Each write is one
+# fail-fast try (fail_fast_http), and in an outage only the first of a batch is tried: minutes means it is stuck.
+WRITER_JOIN_S = 300.0
 
 
 class TrackingUnavailable(RuntimeError):
@@ -114,3 +120,82 @@ class TrackingQueue:
                 f"(bound `tracking.outage_timeout_s` = {self.bound_s:g} s); {len(self._pending)} MLflow writes "
                 "not done"
             )
+
+
+class BackgroundWrites:
+    """A :class:`TrackingQueue` whose writes run on a thread of their own, in order.
+
+    A trial waits for the driver at every report, and the driver's Tune loop ran the MLflow writes of each result
+    (two, ~15 ms each on sqlite): every trial paid for them. Here the loop hands a write over and goes on. The
+    queue's order, outage bound and replay are unchanged; an error on the thread (a write the store refused, or an
+    outage past the bound) is raised in the driver by the next `submit` or by `flush`."""
+
+    def __init__(self, queue: TrackingQueue) -> None:
+        self.queue = queue
+        self._inbox: deque[tuple[str, Callable[[], object]]] = deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="pareto-search-mlflow-writes", daemon=True)
+        self._thread.start()
+        _LIVE.add(self)
+
+    def close(self) -> None:
+        """Hand over what was submitted (bounded) without waiting out an outage: a driver that ends without
+        `flush` (an interrupted Tune run) still writes what it can."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join(timeout=WRITER_JOIN_S)
+
+    def submit(self, what: str, write: Callable[[], object]) -> None:
+        self._raise_error()
+        with self._wake:
+            if not self._closing:
+                self._inbox.append((what, write))
+                self._wake.notify()
+                return
+        self.queue.submit(what, write)  # after the end (the thread is gone): in this thread, as before
+
+    def flush(self) -> None:
+        """Wait until every write is done (bounded: the thread's hand-over, then the queue's outage bound)."""
+        self.close()
+        if self._thread.is_alive():
+            raise TrackingUnavailable(
+                f"MLflow writes to {self.queue.uri} did not finish within {WRITER_JOIN_S:g} s at the end of the search"
+            )
+        self._raise_error()
+        self.queue.flush()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._inbox and not self._closing:
+                    # In an outage nothing new may arrive for a while: wake anyway to retry the buffered writes.
+                    if not self._wake.wait(timeout=RETRY_EVERY_S) and self.queue.pending:
+                        break
+                if self._closing and not self._inbox:
+                    return
+                batch = list(self._inbox)
+                self._inbox.clear()
+            try:
+                for what, write in batch:
+                    self.queue.submit(what, write)
+                if not batch:
+                    self.queue.drain()
+            except BaseException as exc:  # handed to the driver, which raises it
+                self._error = exc
+                return
+
+
+_LIVE: weakref.WeakSet[BackgroundWrites] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_writers() -> None:
+    for writes in list(_LIVE):
+        writes.close()

@@ -173,6 +173,7 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
                 scheduler=scheduler,
                 num_samples=search.num_samples,
                 max_concurrent_trials=search.max_concurrent_trials,
+                reuse_actors=search.reuse_actors,
                 trial_name_creator=trial_name,
                 trial_dirname_creator=trial_name,
             ),

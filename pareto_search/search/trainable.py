@@ -113,11 +113,15 @@ def run_trial(params: dict[str, Any], *, plan: dict[str, Any]) -> None:
     if restored is not None:
         print(f"trial {tune.get_context().get_trial_id()}: {restored.message()}", file=sys.stderr, flush=True)
     label = config.solvers[variant].display_label()
+    every = config.search.checkpoint_every
     while not trainer.done:
         report = trainer.train_epoch()
         metrics = epoch_metrics(report, objectives, reference_point, label)
         if restored is not None:  # with every later result: the last one is what the summary reads
             metrics["recovery"] = restored.message()
+        if report.epoch % every and not trainer.done:  # between checkpoints: the result alone
+            tune.report(metrics)
+            continue
         with tempfile.TemporaryDirectory() as folder:
             trainer.save_checkpoint(Path(folder) / TRAINER_FILE)
             for k, weights in enumerate(trainer.member_weights()):
