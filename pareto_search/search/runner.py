@@ -14,6 +14,7 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
@@ -93,6 +94,11 @@ CHECKPOINTS_KEPT = 2
 # that is what lets a killed driver resume from the latest epoch, so Tune's warning about
 # frequent snapshots is expected here, not a problem.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# Tune's TensorBoard logger cost ~13 ms of the driver's loop per result (benchmarks/search_overhead.py), and every
+# trial waits for that loop at each report; MLflow has the same metrics. Its JSON and CSV loggers (cheap: each
+# trial's result.json and progress.csv) are added explicitly below. TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0 brings
+# the TensorBoard files back.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
 def _init_ray(address: str | None) -> None:
@@ -162,6 +168,8 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
         callbacks: list[tune.Callback] = [
             SearchCallback(plan, parent_run_id, tracking_uri),
             PendingWatch(plan.config.resources, search.pending_timeout_s),
+            JsonLoggerCallback(),
+            CSVLoggerCallback(),
         ]
         if isinstance(scheduler, ParetoASHA):  # Tune checkpoints callbacks, not schedulers: carry its state
             callbacks.append(ParetoASHAStateCallback(scheduler))
