@@ -82,11 +82,13 @@ class GlobalFront:
     def hypervolume(self) -> HypervolumeResult:
         return self.all_points().hypervolume(self.reference_point)
 
-    def contribution(self, trial_id: str) -> float:
-        """HV lost if this trial's points were removed: its exclusive contribution."""
+    def contribution(self, trial_id: str, total: float | None = None) -> float:
+        """HV lost if this trial's points were removed: its exclusive contribution. `total`: the front's HV when
+        the caller has it already (the driver logs it with every result: one exact HV fewer per result)."""
         prefix = f"{trial_id}/m"
         others = Front(self.objectives, tuple(p for pid, p in self.points.items() if not pid.startswith(prefix)))
-        return max(0.0, self.hypervolume().value - others.hypervolume(self.reference_point).value)
+        total = self.hypervolume().value if total is None else total
+        return max(0.0, total - others.hypervolume(self.reference_point).value)
 
     def on_front_members(self) -> dict[str, list[int]]:
         """trial id -> members on the front."""

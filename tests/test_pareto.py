@@ -275,3 +275,19 @@ class TestValidation:
     def test_to_min_form_shape(self) -> None:
         with pytest.raises(ValueError, match=r"2 entries.*shape \(3,\)"):
             to_min_form([1.0, 2.0, 3.0], ("min", "max"))
+
+
+def test_a_trials_exclusive_contribution_to_the_global_front(tmp_path) -> None:
+    """Trial b's points (1, 2) and (2, 1) against a's (0.5, 3) and (3, 0.5), reference (4, 4). By hand: b dominates
+    8 (the 3×2 band plus 2×1), of which 5 a dominates too, so b alone adds 3 = HV(all) 9 − HV(a) 6. The driver passes
+    the HV it already has and gets the same number."""
+    from pareto_search.fronts import GlobalFront
+    from pareto_search.pareto import Objective
+
+    front = GlobalFront("s", (Objective("f1", "min"), Objective("f2", "min")), (4.0, 4.0), tmp_path / "front.json")
+    front.update("a", [{"member": 0, "values": [0.5, 3.0]}, {"member": 1, "values": [3.0, 0.5]}])
+    front.update("b", [{"member": 0, "values": [1.0, 2.0]}, {"member": 1, "values": [2.0, 1.0]}])
+    total = front.hypervolume().value
+    assert total == pytest.approx(9.0)
+    assert front.contribution("b") == pytest.approx(3.0)
+    assert front.contribution("b", total=total) == front.contribution("b")

@@ -33,6 +33,13 @@ from pareto_search.storage import Location
 from pareto_search.tracking import SearchTracker
 
 ERROR_CHARS = 2000  # enough of a traceback's end to see the cause in the MLflow UI
+# The front's math after a result (global HV, the trial's exclusive contribution, the front's size) runs on the loop
+# every trial waits on. Cheap math (under MATH_ALWAYS_S) runs after every result. Slower math — many points and 5
+# objectives: ~2 s at 10^4 points (benchmarks/front_scaling.py) — then waits MATH_PAUSE_FACTOR times its own
+# duration before it runs again: at most 1/20 = 5 % of the driver's time, whatever the front's size. Results in
+# the pause log no global_hv / front_contribution; the front file always has every point.
+MATH_ALWAYS_S = 0.05
+MATH_PAUSE_FACTOR = 19.0
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -88,6 +95,7 @@ class SearchCallback(tune.Callback):
         # The MLflow writes run on their own thread (BackgroundWrites) and touch the front (model URIs, the
         # published files) and the trial runs: this lock keeps them and the Tune loop's updates apart.
         self._lock = threading.RLock()
+        self._math_due = 0.0  # time.monotonic() before which slow front math is not run again
 
     def __getstate__(self) -> dict[str, Any]:
         with self._lock:
@@ -101,6 +109,7 @@ class SearchCallback(tune.Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        self._math_due = 0.0  # another process's clock
         files = _LOCATIONS.get(self.search)
         if files is not None:
             self.front_path = files / self.front_path.name
@@ -155,9 +164,7 @@ class SearchCallback(tune.Callback):
         ]
         with self._lock:
             self.front.update(trial.trial_id, members)  # storage first: the point is kept whatever MLflow does
-            contribution = self.front.contribution(trial.trial_id)
-            global_hv = self.front.hypervolume().value
-            front_points = len(self.front.front())
+            math = self._front_math(trial.trial_id)
         self.results_seen += 1
         if "affinity_total" in result:  # what `pareto-search groups` reads, kept next to the front
             record_affinity(
@@ -171,28 +178,48 @@ class SearchCallback(tune.Callback):
         metrics = {
             key: value for key, value in result.items() if key.startswith(("m", "best/", "affinity/")) and "/" in key
         }
-        metrics.update(trial_hv=result["trial_hv"], front_contribution=contribution)
+        metrics["trial_hv"] = result["trial_hv"]
+        if math is not None:
+            metrics["front_contribution"] = math[1]
         for k, losses in enumerate(result["train_losses"]):
             metrics.update({f"m{k}/train_loss_t{t}": v for t, v in enumerate(losses)})
         trial_id, params, measured_ms = trial.trial_id, trial_params(trial.config), int(time.time() * 1000)
-        search_metrics = {"global_hv": global_hv, "front_points": front_points}
         step = self.results_seen
         self.queue.submit(
             f"metrics of {trial_id} epoch {epoch}",
             lambda: self.tracker.log_metrics(self._child(trial_id, params), metrics, epoch, timestamp_ms=measured_ms),
         )
-        self.queue.submit(
-            f"search metrics at result {step}",
-            lambda: self.tracker.log_metrics(self.parent_run_id, search_metrics, step, timestamp_ms=measured_ms),
-        )
+        if math is not None:
+            search_metrics = {"global_hv": math[0], "front_points": math[2]}
+            self.queue.submit(
+                f"search metrics at result {step}",
+                lambda: self.tracker.log_metrics(self.parent_run_id, search_metrics, step, timestamp_ms=measured_ms),
+            )
         done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        front_text = (
+            f"front contribution {math[1]:.4f} | global HV {math[0]:.4f} ({math[2]} points)"
+            if math is not None
+            else "front math paused (it is slow at this front's size; see MATH_PAUSE_FACTOR)"
+        )
         print(
             f"[{self.search}] trials {done}/{len(trials)} done | {trial.trial_id} ({label}) epoch {epoch}: "
-            f"trial HV {result['trial_hv']:.4f}, front contribution {contribution:.4f} | "
-            f"global HV {global_hv:.4f} ({front_points} points)",
+            f"trial HV {result['trial_hv']:.4f}, {front_text}",
             file=sys.stderr,
             flush=True,
         )
+
+    def _front_math(self, trial_id: str) -> tuple[float, float, int] | None:
+        """(global HV, the trial's exclusive contribution, points on the front), or None while slow math pauses."""
+        start = time.monotonic()
+        if start < self._math_due:
+            return None
+        cpu = time.thread_time()  # the math's own cost: a busy machine's descheduling does not pause it
+        global_hv = self.front.hypervolume().value
+        contribution = self.front.contribution(trial_id, total=global_hv)
+        front_points = len(self.front.front())
+        spent = time.thread_time() - cpu
+        self._math_due = start + spent * (1.0 + MATH_PAUSE_FACTOR) if spent >= MATH_ALWAYS_S else 0.0
+        return global_hv, contribution, front_points
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, "FINISHED", None)
