@@ -365,8 +365,11 @@ def test_damaged_checkpoints_of_a_killed_search_resume_to_the_same_front(tmp_pat
     resumed = _cli(["resume", "damaged", "--storage", storage], tmp_path / damage)
     out, _ = resumed.communicate(timeout=400)
     assert resumed.returncode == 0, out[-3000:]
-    recoveries = re.findall(r"^trial (\S+): damaged checkpoint checkpoint_0\d+: .* — (.*)$", out, re.M)
-    assert dict(recoveries) == expected, out[-3000:]
+    recoveries = dict(re.findall(r"^trial (\S+): damaged checkpoint checkpoint_0\d+: .* — (.*)$", out, re.M))
+    # Every line is right, and at least one trial restored a damaged checkpoint and said so. (A trial that Tune's state
+    # lists with a checkpoint may still be started afresh by Tune, with reused workers — it reads no checkpoint then
+    # and says nothing; its points are checked with the front below.)
+    assert recoveries and recoveries.items() <= expected.items(), (recoveries, expected, out[-3000:])
     front = _front_json("damaged", storage)
     assert _points(front) == _points(uninterrupted) and front["hypervolume"] == uninterrupted["hypervolume"]
 
