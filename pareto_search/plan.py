@@ -93,7 +93,8 @@ def _reference_point(config: SearchConfig, problem: Problem, objectives: tuple[O
     )
 
 
-def _check_populations(config: SearchConfig, num_tasks: int) -> None:
+def _check_populations(config: SearchConfig, problem: Problem) -> None:
+    num_tasks = problem.num_tasks
     for index, entry in enumerate(config.solvers):
         sizes = entry.population.get("size", 1)
         options = sizes.get("grid", sizes.get("choice", [])) if isinstance(sizes, dict) else [sizes]
@@ -108,6 +109,24 @@ def _check_populations(config: SearchConfig, num_tasks: int) -> None:
                     )
             except ValueError as exc:
                 raise ConfigError(f"`solvers[{index}]`: {exc}") from None
+        if entry.population.get("execution") == "batched":
+            _check_batchable(index, entry.solver, options, problem)
+
+
+def _check_batchable(index: int, solver: str, sizes: list[Any], problem: Problem) -> None:
+    """`execution: batched` asked for what cannot run batched: say so now rather than in every trial."""
+    from trials.batched import batching_obstacle
+    from trials.solvers import build_solver
+
+    num_tasks = problem.num_tasks
+    for size in sizes:
+        models = [problem.make_model() for _ in range(max(int(size), 1))]
+        solvers = [build_solver(solver, num_tasks, make_preferences(num_tasks, 1)[0], {})] * len(models)
+        obstacle = batching_obstacle(models, solvers)
+        if obstacle is not None:
+            raise ConfigError(
+                f"`solvers[{index}].population.execution` is batched, but {obstacle}; allowed here: auto, sequential"
+            )
 
 
 def make_plan(config: SearchConfig, problem: Problem | None = None) -> SearchPlan:
@@ -119,7 +138,7 @@ def make_plan(config: SearchConfig, problem: Problem | None = None) -> SearchPla
             raise ConfigError(f"`problem`: {str(exc).splitlines()[0]}") from None
     objectives = _objectives(config, problem)
     reference_point = _reference_point(config, problem, objectives)
-    _check_populations(config, problem.num_tasks)
+    _check_populations(config, problem)
     if config.device.startswith("cuda") and config.resources.gpus_per_trial == 0:
         raise ConfigError(f"`device` is {config.device!r} but `resources.gpus_per_trial` is 0; give trials a GPU")
     location = search_location(config.storage, config.name)

@@ -152,6 +152,17 @@ CASES: list[tuple[str, Any, str]] = [
         r"`solvers\[0\].population.transfer.period` must be an integer >= 1, found 0",
     ),
     (
+        "unknown population execution",
+        _with(solvers=[{"solver": "linear", "population": {"size": 3, "execution": "gpu"}}]),
+        r"`solvers\[0\].population.execution` must be auto, sequential or batched, found 'gpu'",
+    ),
+    (
+        "batched execution of a solver that needs task gradients",
+        _with(solvers=[{"solver": "pcgrad", "population": {"size": 3, "execution": "batched"}}]),
+        r"`solvers\[0\].population.execution` is batched, but solver 'pcgrad' reads more than its losses "
+        r"\(per-task gradients or the model itself\); allowed here: auto, sequential",
+    ),
+    (
         "unknown transfer rule",
         _with(solvers=[{"solver": "linear", "population": {"size": 3, "transfer": {"eps0": 0.3, "rule": "foo"}}}]),
         r"`solvers\[0\].population.transfer.rule` must be periodic or mtgd, found 'foo'",

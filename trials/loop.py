@@ -9,6 +9,7 @@ is derived from (seed, epoch), so a resumed run continues bit-identically.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,7 @@ import torch
 from trials.affinity import AffinityProbe, add_matrices
 from trials.population import Population
 from trials.problems import Batch, Problem, make_problem
-from trials.spec import TrialSpec
+from trials.spec import SpecError, TrialSpec
 
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes
 
@@ -54,6 +55,19 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"`device` is {name!r} but CUDA is not available here; allowed: cpu, auto")
     return device
+
+
+def _same_training(saved: dict[str, Any], spec: TrialSpec) -> bool:
+    """Whether a checkpoint's spec describes this training. Fields added since it was written take
+    their defaults, and how the members execute (sequential or batched: the same updates to float
+    tolerance) may differ, so a checkpoint resumes on a GPU machine that batches."""
+    try:
+        restored = TrialSpec.from_dict(saved)
+    except (SpecError, TypeError):
+        return False
+    execution = spec.population.execution
+    restored = dataclasses.replace(restored, population=dataclasses.replace(restored.population, execution=execution))
+    return restored.to_dict() == spec.to_dict()
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -163,7 +177,7 @@ class Trainer:
             raise ValueError(
                 f"checkpoint format {state.get('format')!r} is not supported; expected {CHECKPOINT_FORMAT}"
             )
-        if state["spec"] != self.spec.to_dict():
+        if not _same_training(state["spec"], self.spec):
             raise ValueError("checkpoint was written by a different trial spec; refusing to resume from it")
         self.epoch = int(state["epoch"])
         self.population.load_state_dict(state["population"])

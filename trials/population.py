@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
+from trials.batched import StackedMembers, batched_backward, batching_obstacle, functional_losses
 from trials.gradients import representation_gradients, task_gradients
 from trials.models import MultiTaskModel
 from trials.preferences import make_preferences, normalize_preferences
@@ -102,6 +103,24 @@ class Population:
             transfer = dataclasses.replace(transfer, eps0=default)
         self._step_lrs = [spec.optimizer.lr] * pop.size  # each member's lr at its latest step (mtgd's η)
         self.transfer = make_transfer(transfer, self.preferences, self.total_steps, spec.optimizer.lr)
+        self.stacked = self._choose_execution(pop.execution)
+
+    def _choose_execution(self, execution: str) -> StackedMembers | None:
+        """The batched stack when the members run batched, else ``None`` (one after the other)."""
+        if execution == "sequential":
+            return None
+        obstacle = batching_obstacle([m.model for m in self.members], [m.solver for m in self.members])
+        if execution == "batched" and obstacle is not None:
+            raise ValueError(f"`population.execution` is batched, but {obstacle}; allowed here: auto, sequential")
+        # auto: batch on a GPU only. On 2 CPU cores the vmapped LeNets measured ~2x slower than the loop
+        # (benchmarks/population_device.py), since a CPU gains nothing from fewer, larger kernels.
+        if obstacle is not None or (execution == "auto" and self.device.type != "cuda"):
+            return None
+        return StackedMembers([m.model for m in self.members])
+
+    @property
+    def batched(self) -> bool:
+        return self.stacked is not None
 
     def __len__(self) -> int:
         return len(self.members)
@@ -111,7 +130,10 @@ class Population:
         batch = batch.to(self.device)
         models = [m.model for m in self.members]
         state = self.transfer.before_steps(models, self.step, self._objective_on(batch))
-        losses = torch.stack([self._member_step(member, batch) for member in self.members])
+        if self.stacked is not None:
+            losses = self._batched_steps(self.stacked, batch)
+        else:
+            losses = torch.stack([self._member_step(member, batch) for member in self.members])
         # lrs as they were for this step (the schedulers have just moved on to the next one)
         self.transfer.after_steps(models, state, self._step_lrs)
         self.step += 1
@@ -122,8 +144,7 @@ class Population:
         model.train()
         member.optimizer.zero_grad(set_to_none=True)
         losses = self.problem.task_losses(model(batch.inputs), batch)
-        if not bool(torch.isfinite(losses).all()):
-            raise NonFiniteLossError(f"member {member.index} at step {self.step}: non-finite losses {losses.tolist()}")
+        self._check_finite(member.index, losses)
         needs = solver.needs
         ctx = StepContext(
             losses=losses,
@@ -139,10 +160,40 @@ class Population:
             ),
         )
         solver.backward(ctx)
-        solver.step(ctx)
+        self._finish_step(member, ctx)
+        return losses.detach()
+
+    def _batched_steps(self, stacked: StackedMembers, batch: Batch) -> Tensor:
+        """All members' steps with one batched forward and backward (trials/batched.py); the same
+        updates as :meth:`_member_step` for solvers whose update reads only their losses."""
+        for member in self.members:
+            member.model.train()
+            member.optimizer.zero_grad(set_to_none=True)
+        loss_of = functional_losses(lambda outputs: self.problem.task_losses(outputs, batch), batch.inputs)
+        losses = stacked.losses(loss_of)
+        for member in self.members:
+            self._check_finite(member.index, losses[member.index])
+        contexts: list[StepContext] = []
+
+        def solver_backward(k: int, proxy: Tensor) -> None:
+            member = self.members[k]
+            contexts.append(StepContext(losses=proxy, model=member.model, optimizer=member.optimizer, step=self.step))
+            member.solver.backward(contexts[-1])
+
+        batched_backward(losses, solver_backward)
+        stacked.hand_out_gradients()
+        for member, ctx in zip(self.members, contexts, strict=True):
+            self._finish_step(member, ctx)
+        return losses.detach()
+
+    def _check_finite(self, index: int, losses: Tensor) -> None:
+        if not bool(torch.isfinite(losses).all()):
+            raise NonFiniteLossError(f"member {index} at step {self.step}: non-finite losses {losses.tolist()}")
+
+    def _finish_step(self, member: Member, ctx: StepContext) -> None:
+        member.solver.step(ctx)
         self._step_lrs[member.index] = float(member.optimizer.param_groups[0]["lr"])
         member.scheduler.step()
-        return losses.detach()
 
     def end_epoch(self, epoch: int, mean_train_losses: Tensor) -> None:
         """Hand every member's solver its ``(T,)`` mean training losses of the finished epoch."""

@@ -20,6 +20,7 @@ TransferMode = Literal["symmetric", "beneficial"]
 TransferRule = Literal["periodic", "mtgd"]
 TransferScope = Literal["trunk", "all"]
 AffinityLookahead = Literal["optimizer", "sgd"]
+Execution = Literal["auto", "sequential", "batched"]
 
 
 class SpecError(ValueError):
@@ -138,6 +139,11 @@ class PopulationSpec:
     # (quarter circle for T=2, Das–Dennis for T>=3), see trials/preferences.py.
     preferences: tuple[tuple[float, ...], ...] | None = None
     transfer: TransferSpec = field(default_factory=TransferSpec)
+    # How the K members' forward and backward passes run (trials/batched.py): "sequential" one member
+    # after the other; "batched" all K as one vmapped computation (needs a solver whose update reads only
+    # the losses, and a model without buffers); "auto" batches on a GPU when it can and stays sequential
+    # on a CPU, where the vmapped LeNets measured slower than the loop (benchmarks/population_device.py).
+    execution: Execution = "auto"
 
     def __post_init__(self) -> None:
         _check(
@@ -145,6 +151,12 @@ class PopulationSpec:
             "population.size",
             self.size,
             "an integer >= 1",
+        )
+        _check(
+            self.execution in ("auto", "sequential", "batched"),
+            "population.execution",
+            self.execution,
+            "auto, sequential or batched",
         )
         if self.preferences is not None:
             prefs = tuple(tuple(float(v) for v in row) for row in self.preferences)

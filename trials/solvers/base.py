@@ -85,6 +85,12 @@ class Solver(ABC):
     # scalarizations (MT2O); finite-set methods whose members must stay in their own preference
     # regions (PMTL, EPO) set 0, since mixing parameters would pull members across regions.
     default_transfer_eps0: ClassVar[float] = 0.3
+    # True when ``backward`` reads nothing of the step but ``ctx.losses`` (and the solver's own state and
+    # ``extra_parameters``): its update is then a function of the losses alone, and the population may run
+    # the K members' forward and backward passes as one batched computation (trials/batched.py), handing
+    # the solver detached copies of the losses. Opt-in: a solver that reaches into ``ctx.model`` (GradNorm)
+    # or asks for anything in ``needs`` must leave it False.
+    losses_only: ClassVar[bool] = False
 
     def __init__(
         self,

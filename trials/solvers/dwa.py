@@ -51,6 +51,7 @@ class DynamicWeightAverage(Solver):
     )
     Params = DWAParams
     params: DWAParams
+    losses_only = True  # the update is a function of the losses alone: may run batched
 
     def setup(self) -> None:
         self.history: list[Tensor] = []  # mean training losses of the last (at most) two epochs, oldest first

@@ -14,6 +14,7 @@ class LinearScalarization(Solver):
 
     name = "linear"
     paper = "Linear scalarization (weighted sum); e.g. Miettinen, Nonlinear Multiobjective Optimization, 1999"
+    losses_only = True  # the update is a function of the losses alone: may run batched
 
     def backward(self, ctx: StepContext) -> None:
         backward_weighted(ctx.losses, self.preference)

@@ -35,6 +35,7 @@ class TchebycheffScalarization(Solver):
     name = "tchebycheff"
     paper = "Weighted Tchebycheff scalarization; Miettinen, Nonlinear Multiobjective Optimization, 1999"
     Params = TchebycheffParams
+    losses_only = True  # the update is a function of the losses alone: may run batched
     params: TchebycheffParams
 
     def setup(self) -> None:

@@ -49,6 +49,7 @@ class UncertaintyWeighting(Solver):
         "Geometry and Semantics. CVPR 2018 (arXiv 1705.07115)"
     )
     Params = UncertaintyParams
+    losses_only = True  # the update is a function of the losses alone: may run batched
     params: UncertaintyParams
 
     def setup(self) -> None:
