@@ -81,6 +81,7 @@ class Clock:
         self.started: dict[str, float] = {}
         self.first_result: dict[str, tuple[float, dict]] = {}
         self.ended: dict[str, float] = {}
+        self.begin = 0.0  # when run_search was called
 
     def timed(self, what: str, function):
         def wrapper(*a, **k):
@@ -133,8 +134,15 @@ class Clock:
         worker_epoch = sum(r["time_total_s"] for r in results) - training - setup
         held = sum(self.ended[t] - self.started[t] for t in self.ended if t in self.started)
         waiting = held - sum(r["time_total_s"] for r in results) - spawn
+        # The slots' idle time, split: before the first trial starts (plan, MLflow parent run, Tune's start-up),
+        # after the last one ends (final front, plots, flushing MLflow), and in between (Tune starting the next
+        # trial, and a slot left idle while the last trials finish).
+        before_first = (min(self.started.values()) - self.begin) * self.slots if self.started else 0.0
+        after_last = (self.begin + self.wall - max(self.ended.values())) * self.slots if self.ended else 0.0
+        idle = self.wall * self.slots - held
         return {"training": training, "trial start": spawn, "trial setup": setup, "per-epoch in worker": worker_epoch,
-                "trial waits on Tune": waiting, "slot between trials": self.wall * self.slots - held,
+                "trial waits on Tune": waiting, "slot idle: before first": before_first,
+                "slot idle: after last": after_last, "slot idle: between": idle - before_first - after_last,
                 "driver callback": self.seconds["callback"], "state snapshots": self.seconds["snapshot"],
                 "snapshots": self.counts["snapshot"]}
 
@@ -143,7 +151,7 @@ def _run(root: Path, name: str, scheduler: str, args: argparse.Namespace, settin
     plan = make_plan(parse_config(_config(root, name, scheduler, args, settings)))
     clock = Clock()
     undo = clock.install()
-    start = time.perf_counter()
+    start = clock.begin = time.perf_counter()
     try:
         front = run_search(plan).front
     finally:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import linprog
 from torch import Tensor
 
 from trials.solvers.base import Hyperparameters, Needs, Solver, StepContext, require
@@ -55,6 +54,9 @@ def adjustments(losses: np.ndarray, preference: np.ndarray) -> tuple[np.ndarray,
 def _solve(objective: np.ndarray, lower: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
     """argmax_β objectiveᵀβ over the simplex subject to rows·β ≥ lower (−inf rows are free)."""
     keep = np.isfinite(lower)
+    # Imported here: scipy.optimize costs ~0.45 s to import, paid by every trial worker otherwise.
+    from scipy.optimize import linprog
+
     result = linprog(
         -objective,
         A_ub=-rows[keep] if keep.any() else None,
