@@ -211,3 +211,33 @@ def test_a_checkpoint_from_before_execution_existed_still_resumes(tmp_path) -> N
     other = Trainer(_spec("auto", epochs=2, seed=6), problem=problem)
     with pytest.raises(ValueError, match="different trial spec"):
         other.load_state_dict(state)
+
+
+class _ItemLosses(ConflictingRegression):
+    """A plug-in problem whose losses branch on a tensor's value in Python: vmap cannot trace that."""
+
+    def task_losses(self, outputs, batch):
+        losses = super().task_losses(outputs, batch)
+        return losses * 2.0 if float(losses.detach().sum()) > 1e9 else losses
+
+
+def test_auto_falls_back_to_sequential_when_the_problem_cannot_run_batched(monkeypatch) -> None:
+    """Under `auto` on a GPU a plug-in problem vmap cannot trace trains one member after the other, with a
+    warning that says why, rather than failing its trials; forcing `batched` fails loudly instead."""
+    import trials.population
+
+    monkeypatch.setattr(trials.population, "batches_by_default", lambda device: True)  # as on a GPU
+    problem = _ItemLosses()
+    auto = Trainer(_spec("auto"), problem=problem)
+    assert auto.population.batched
+    with pytest.warns(RuntimeWarning, match=r"cannot run batched \(.*\); its members run one after the other"):
+        auto.run()
+    assert not auto.population.batched
+    sequential = Trainer(_spec("sequential"), problem=problem)
+    sequential.run()
+    assert [[m.metrics for m in r.members] for r in auto.history] == [
+        [m.metrics for m in r.members] for r in sequential.history
+    ]
+    forced = Trainer(_spec("batched"), problem=problem)
+    with pytest.raises(RuntimeError):
+        forced.run()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,13 @@ from trials.spec import OptimizerSpec, TrialSpec
 from trials.transfer import make_transfer
 
 MTGD_DEFAULT_ALPHA = 1.0  # α of the MTGD code (w = α·η0·r); what an unset eps0 means under rule mtgd
+
+
+def batches_by_default(device: torch.device) -> bool:
+    """Whether ``execution: auto`` batches the members on this device: on a GPU only. On 2 CPU cores the
+    vmapped LeNets measured 1.4-1.5x slower than the loop (benchmarks/population_device.py): a CPU gains
+    nothing from fewer, larger kernels, a GPU running small networks is bound by kernel launches."""
+    return device.type == "cuda"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -103,6 +111,7 @@ class Population:
             transfer = dataclasses.replace(transfer, eps0=default)
         self._step_lrs = [spec.optimizer.lr] * pop.size  # each member's lr at its latest step (mtgd's η)
         self.transfer = make_transfer(transfer, self.preferences, self.total_steps, spec.optimizer.lr)
+        self._may_fall_back = False
         self.stacked = self._choose_execution(pop.execution)
 
     def _choose_execution(self, execution: str) -> StackedMembers | None:
@@ -112,10 +121,11 @@ class Population:
         obstacle = batching_obstacle([m.model for m in self.members], [m.solver for m in self.members])
         if execution == "batched" and obstacle is not None:
             raise ValueError(f"`population.execution` is batched, but {obstacle}; allowed here: auto, sequential")
-        # auto: batch on a GPU only. On 2 CPU cores the vmapped LeNets measured ~2x slower than the loop
-        # (benchmarks/population_device.py), since a CPU gains nothing from fewer, larger kernels.
-        if obstacle is not None or (execution == "auto" and self.device.type != "cuda"):
+        if obstacle is not None or (execution == "auto" and not batches_by_default(self.device)):
             return None
+        # Under auto a problem's model or losses that vmap cannot trace (data-dependent Python control flow,
+        # `.item()`) fall back to the sequential path at the first step instead of failing the trial.
+        self._may_fall_back = execution == "auto"
         return StackedMembers([m.model for m in self.members])
 
     @property
@@ -170,7 +180,21 @@ class Population:
             member.model.train()
             member.optimizer.zero_grad(set_to_none=True)
         loss_of = functional_losses(lambda outputs: self.problem.task_losses(outputs, batch), batch.inputs)
-        losses = stacked.losses(loss_of)
+        try:
+            losses = stacked.losses(loss_of)
+        except Exception as exc:  # nothing has changed yet: the forward pass only read the parameters
+            if not self._may_fall_back:
+                raise
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            warnings.warn(
+                f"population: this problem's model or losses cannot run batched ({type(exc).__name__}: "
+                f"{first_line[:200]}); its members run one after the other",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.stacked = None
+            return torch.stack([self._member_step(member, batch) for member in self.members])
+        self._may_fall_back = False  # proven: from here on an error is a real one
         for member in self.members:
             self._check_finite(member.index, losses[member.index])
         contexts: list[StepContext] = []
