@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
 
-import vs_peers
+import vs_peers  # noqa: E402  (benchmarks/ is not a package: on the path above)
 
 
 def test_a_pruned_trial_costs_only_the_epochs_it_trained() -> None:
@@ -111,3 +112,22 @@ def test_service_configs_are_the_untuned_defaults_within_the_budget(tmp_path: Pa
     assert asha["search"]["scheduler"] == {"name": "pareto_asha"}
     for config in (fifo, asha):
         parse_config(config)  # the service accepts them as they are
+
+
+@pytest.mark.slow
+def test_quick_mode_ends_with_the_ratio_line(tmp_path) -> None:
+    """`--quick` as every change runs it: all peers (LibMOON's stand-ins where its venv is absent) and ours on zdt1,
+    3 seeds; its last line is the headline ratio (measured 1.5-2.5 min on 2 cores; bounded at 10)."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "vs_peers.py"), "--quick", "--out", str(tmp_path / "out"), "--no-mlflow"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    last = done.stdout.strip().splitlines()[-1]
+    line = r"budget ratio (\d+(\.\d+)?|never) to reach the best peer's final HV \([\w-]+, zdt1\)"
+    assert re.fullmatch(line, last), last
