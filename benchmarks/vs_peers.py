@@ -37,8 +37,8 @@ log-uniform in the same range ``--lr-range``):
   and the record says so. Without the LibMOON venv our ``epo`` / ``pmtl`` solvers (K = 5) stand in, said so.
 - ours, through the real service (``pareto_search.search.runner.run_search``: its Tune set-up, trainable,
   scheduler and global front), the configuration a user writes without tuning: ``method: mt2o`` (linear, K = 5,
-  periodic transfer eps0 0.3; K = 6 on 3 tasks, where the preset's 5 is not a Das-Dennis count and the service
-  refuses it) and the same with ``transfer: {eps0: 0}`` (independent scalarizations), the learning rate
+  periodic transfer eps0 0.3; K = 6, a Das-Dennis count, on 3 tasks: the runs here predate the service's
+  energy directions for other K, when it refused the preset's 5 there) and the same with ``transfer: {eps0: 0}`` (independent scalarizations), the learning rate
   ``{loguniform: [lo, hi]}``, ``search.algorithm: random``, each with ``scheduler: fifo`` (the default) and
   ``pareto_asha`` (grace 1, eta 3: the defaults). ``num_samples`` is ceil(budget / (K x epochs)) for FIFO and
   ceil(budget / K) for Pareto-ASHA; a Tune stopper (added to the service's RunConfig by this benchmark only)

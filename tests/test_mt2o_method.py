@@ -82,3 +82,24 @@ def test_a_bad_method_entry_is_one_line(entry, message) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({**BASE, "solvers": [entry]})
     assert re.search(message, str(caught.value)) and "\n" not in str(caught.value)
+
+
+def test_the_untuned_preset_runs_on_a_three_task_problem() -> None:
+    """`method: mt2o` (K = 5) on 3 tasks: 5 is no Das–Dennis count, so the members get 5 Riesz-energy preference
+    vectors instead of a refusal (vs_peers.py found the untuned default refused on every 3-task problem)."""
+    from pareto_search.plan import make_plan
+
+    config = parse_config(
+        {
+            "name": "three",
+            "problem": {"name": "related3", "args": {"n_train": 64, "n_val": 32, "n_test": 32}},
+            "epochs": 1,
+            "solvers": [{"method": "mt2o"}],
+        }
+    )
+    plan = make_plan(config)
+    trainer = Trainer(plan.config.trial_spec(0, {"population": plan.config.solvers[0].population}, seed=0))
+    preferences = trainer.population.preferences
+    assert preferences.shape == (5, 3) and len({tuple(row) for row in preferences.tolist()}) == 5
+    trainer.run()
+    assert len(trainer.history[-1].members) == 5

@@ -154,10 +154,13 @@ def test_preferences_quarter_circle_and_das_dennis() -> None:
     assert torch.allclose(angles.diff(), torch.full((4,), math.pi / 8, dtype=torch.float64))
     three = make_preferences(3, 10)
     assert three.shape == (10, 3) and torch.allclose(three.sum(dim=1), torch.ones(10, dtype=torch.float64))
-    with pytest.raises(
-        ValueError, match=r"`population.size` 7 is not a Das–Dennis count for 3 tasks; allowed: 1, 3, 6, 10"
-    ):
-        make_preferences(3, 7)
+    # Not a Das–Dennis count (the mt2o preset's K = 5 on 3 tasks): Riesz-energy directions, spread and distinct.
+    for tasks, size in ((3, 5), (3, 7), (4, 5)):
+        spread = make_preferences(tasks, size)
+        assert spread.shape == (size, tasks) and bool((spread >= 0).all())
+        assert torch.allclose(spread.sum(dim=1), torch.ones(size, dtype=torch.float64))
+        assert float(torch.pdist(spread).min()) > 0.3, spread  # no two members share a preference
+        assert torch.equal(make_preferences(tasks, size), spread)  # deterministic
     assert make_preferences(2, 1).tolist() == [[0.5, 0.5]]
 
 

@@ -2,12 +2,14 @@
 
 T=2: K evenly spaced angles on the quarter circle, each (cos φ, sin φ) normalized to sum 1
 (as in PMTL/EPO: evenly spaced *directions*, denser in the middle of the simplex than evenly
-spaced weights). T>=3: Das–Dennis reference directions from pymoo (the data plane's only
-pymoo import, lazily: the 2-task path needs none).
+spaced weights). T>=3: Das–Dennis reference directions from pymoo when K is one of its counts
+(3 tasks: 3, 6, 10, ...), else pymoo's Riesz s-energy directions, so that any K works for any T
+(the data plane's only pymoo import, lazily: the 2-task path needs none).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -26,7 +28,7 @@ def das_dennis_sizes(num_tasks: int, limit: int = 200) -> list[int]:
 def make_preferences(num_tasks: int, size: int) -> Tensor:
     """``size`` preference vectors for ``num_tasks`` tasks, shape ``(size, num_tasks)``, rows sum to 1.
 
-    One member gets equal weights (a plain equal-weighting run).
+    With T = 2 and K odd, or a Das–Dennis K with a centre point, one member gets equal weights.
     """
     if num_tasks < 1 or size < 1:
         raise ValueError(f"preferences need num_tasks >= 1 and size >= 1, found {num_tasks} and {size}")
@@ -39,13 +41,22 @@ def make_preferences(num_tasks: int, size: int) -> Tensor:
     sizes = das_dennis_sizes(num_tasks)
     partitions = next((p + 1 for p, s in enumerate(sizes) if s == size), None)
     if partitions is None:
-        raise ValueError(
-            f"`population.size` {size} is not a Das–Dennis count for {num_tasks} tasks; "
-            f"allowed: 1, {', '.join(map(str, sizes))} (or give `population.preferences` explicitly)"
-        )
+        # Any other K (e.g. the mt2o preset's 5 on a 3-task problem): Riesz s-energy directions.
+        return _energy_directions(num_tasks, size).clone()
     from pymoo.util.ref_dirs import get_reference_directions
 
     directions = get_reference_directions("das-dennis", num_tasks, n_partitions=partitions)
+    return torch.as_tensor(directions, dtype=torch.float64)
+
+
+@functools.lru_cache(maxsize=32)
+def _energy_directions(num_tasks: int, size: int) -> Tensor:
+    """``size`` directions spread over the simplex by minimizing their Riesz s-energy (pymoo's "energy" reference
+    directions, Blank et al. 2021), for the sizes Das–Dennis cannot make. Deterministic (a fixed seed); cached since
+    the optimization takes ~1 s and every trial of a search asks for the same set."""
+    from pymoo.util.ref_dirs import get_reference_directions
+
+    directions = get_reference_directions("energy", num_tasks, size, seed=1)
     return torch.as_tensor(directions, dtype=torch.float64)
 
 
