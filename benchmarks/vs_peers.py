@@ -38,7 +38,8 @@ log-uniform in the same range ``--lr-range``):
 - ours, through the real service (``pareto_search.search.runner.run_search``: its Tune set-up, trainable,
   scheduler and global front), the configuration a user writes without tuning: ``method: mt2o`` (linear, K = 5,
   periodic transfer eps0 0.3; K = 6, a Das-Dennis count, on 3 tasks: the runs here predate the service's
-  energy directions for other K, when it refused the preset's 5 there) and the same with ``transfer: {eps0: 0}`` (independent scalarizations), the learning rate
+  energy directions for other K, when it refused the preset's 5 there) and the same with
+  ``transfer: {eps0: 0}`` (independent scalarizations), the learning rate
   ``{loguniform: [lo, hi]}``, ``search.algorithm: random``, each with ``scheduler: fifo`` (the default) and
   ``pareto_asha`` (grace 1, eta 3: the defaults). ``num_samples`` is ceil(budget / (K x epochs)) for FIFO and
   ceil(budget / K) for Pareto-ASHA; a Tune stopper (added to the service's RunConfig by this benchmark only)
