@@ -204,9 +204,10 @@ def main() -> None:
               f"{row['hv']:>11.5f}{row['points']:>7d}")
     print("\nwhere the time goes (seconds; trial start/setup/per-epoch summed over trials = slot-seconds)")
     names = list(next(iter(rows.values()))["breakdown"])
-    print(f"{'settings, scheduler':<{width}}" + "".join(f"{n:>21}" for n in names) + f"{'wall × slots':>14}")
+    cell = max(21, *(len(n) + 2 for n in names))  # every column keeps its name apart from the next
+    print(f"{'settings, scheduler':<{width}}" + "".join(f"{n:>{cell}}" for n in names) + f"{'wall × slots':>14}")
     for name, row in rows.items():
-        cells = "".join(f"{row['breakdown'][n]:>21.1f}" for n in names)
+        cells = "".join(f"{row['breakdown'][n]:>{cell}.1f}" for n in names)
         print(f"{name:<{width}}{cells}{row['wall'] * row['slots']:>14.1f}")
     for label in args.settings.split(","):
         fifo, asha = rows[f"{label} fifo"], rows[f"{label} pareto_asha"]

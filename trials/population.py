@@ -32,7 +32,7 @@ MTGD_DEFAULT_ALPHA = 1.0  # α of the MTGD code (w = α·η0·r); what an unset 
 
 def batches_by_default(device: torch.device) -> bool:
     """Whether ``execution: auto`` batches the members on this device: on a GPU only. On 2 CPU cores the
-    vmapped LeNets measured 1.4-1.5x slower than the loop (benchmarks/population_device.py): a CPU gains
+    vmapped LeNets measured 1.4-1.6x slower than the loop (benchmarks/population_device.py): a CPU gains
     nothing from fewer, larger kernels, a GPU running small networks is bound by kernel launches."""
     return device.type == "cuda"
 
