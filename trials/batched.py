@@ -58,11 +58,10 @@ class StackedMembers:
     def __init__(self, models: Sequence[nn.Module]) -> None:
         self.models = list(models)
         self.template = self.models[0]
+        per_member = [dict(m.named_parameters()) for m in self.models]
         with torch.no_grad():
             self.stacked: dict[str, Tensor] = {
-                name: torch.stack([dict(m.named_parameters())[name].detach() for m in self.models]).requires_grad_(
-                    p.requires_grad
-                )
+                name: torch.stack([params[name].detach() for params in per_member]).requires_grad_(p.requires_grad)
                 for name, p in self.template.named_parameters()
             }
         self._point_members_at_stack()
