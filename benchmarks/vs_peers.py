@@ -137,6 +137,7 @@ class Method:
     solver: str = ""  # libmoon / trainer: epo / pmtl
     eps0: float | None = None  # service: None = the mt2o preset's transfer
     scheduler: str = ""  # service: fifo / pareto_asha
+    lr_probe: bool = False  # service: `lr: {probe: [lo, hi]}` (found once, charged to the budget) instead of drawn
 
 
 METHODS: dict[str, Method] = {
@@ -162,6 +163,14 @@ METHODS: dict[str, Method] = {
         ),
         Method("mt2o-fifo", "ours", "service", "service: method mt2o (eps0 0.3), FIFO", scheduler="fifo"),
         Method("mt2o-pareto-asha", "ours", "service", "service: method mt2o, Pareto-ASHA", scheduler="pareto_asha"),
+        Method(
+            "mt2o-probe-fifo", "ours", "service", "service: method mt2o, lr probed once, FIFO", scheduler="fifo",
+            lr_probe=True,
+        ),
+        Method(
+            "independent-probe-fifo", "ours", "service", "service: eps0 0, lr probed once, FIFO", eps0=0.0,
+            scheduler="fifo", lr_probe=True,
+        ),
     )
 }
 DEFAULT_METHODS = [m for m in METHODS if m not in ("epo", "pmtl")]  # our EPO/PMTL only stand in for LibMOON
@@ -184,6 +193,13 @@ class BudgetCounter:
         self.spent = 0
         self.started = time.perf_counter()
         self.events: list[dict[str, Any]] = []
+
+    def charge(self, model_epochs: int) -> None:
+        """Training that adds no point to the front (a learning-rate probe's models)."""
+        if model_epochs <= 0:
+            return
+        self.spent += model_epochs
+        self.events.append({"cum": self.spent, "t": time.perf_counter() - self.started, "points": []})
 
     def add(self, run: str, values: Sequence[Sequence[float]]) -> None:
         self.spent += len(values)
@@ -556,14 +572,16 @@ def service_config(job: dict[str, Any], method: Method, storage: Path, tracking_
     population: dict[str, Any] = {} if k == 5 else {"size": k}
     if method.eps0 is not None:
         population["transfer"] = {"eps0": method.eps0}
+    lr = {"probe": list(job["lr"])} if method.lr_probe else {"loguniform": list(job["lr"])}
     entry: dict[str, Any] = {
         "label": method.name.split("-")[0],
         "method": "mt2o",
-        "optimizer": {"name": "adam", "lr": {"loguniform": list(job["lr"])}},
+        "optimizer": {"name": "adam", "lr": lr},
     }
     if population:
         entry["population"] = population
     per_trial = k * (epochs if method.scheduler == "fifo" else 1)  # Pareto-ASHA: a trial may stop after 1 epoch
+    trials_budget = job["budget"] - probe_cost(method)
     return {
         "name": f"vs-{job['problem']}-{method.name}-s{job['seed']}-{uuid.uuid4().hex[:6]}",
         "problem": {"name": job["problem"], "args": PROBLEMS[job["problem"]].args(job["n_train"])},
@@ -572,13 +590,21 @@ def service_config(job: dict[str, Any], method: Method, storage: Path, tracking_
         "solvers": [entry],
         "search": {
             "algorithm": "random",
-            "num_samples": math.ceil(job["budget"] / per_trial),
+            "num_samples": max(1, math.ceil(trials_budget / per_trial)),
             "scheduler": {"name": method.scheduler},
         },
         "resources": {"cpus_per_trial": 1},
         "storage": str(storage),
         "tracking": {"uri": tracking_uri, "experiment": "vs-peers-searches"},
     }
+
+
+def probe_cost(method: Method) -> int:
+    """Model-epochs a learning-rate probe trains: one model per candidate for PROBE_EPOCHS epochs."""
+    from pareto_search.config import PROBE_CANDIDATES
+    from pareto_search.search.lr_probe import PROBE_EPOCHS
+
+    return PROBE_CANDIDATES * PROBE_EPOCHS if method.lr_probe else 0
 
 
 def run_service(job: dict[str, Any], storage: Path, tracking_uri: str, log: Path) -> dict[str, Any]:
@@ -594,6 +620,7 @@ def run_service(job: dict[str, Any], storage: Path, tracking_uri: str, log: Path
     method = METHODS[job["method"]]
     plan = make_plan(parse_config(service_config(job, method, storage, tracking_uri)))
     counter = BudgetCounter(job["budget"])
+    counter.charge(probe_cost(method))  # the probe runs first, inside run_search, and adds no point
     stopper = budget_stopper(counter)
 
     # A subclass, not a function: Tune checks `isinstance(..., RunConfig)` while the patch is active.
@@ -613,6 +640,10 @@ def run_service(job: dict[str, Any], storage: Path, tracking_uri: str, log: Path
     # The service's own global HV (every trial-member's latest point), to check this benchmark's replay against.
     record["service_hv"] = outcome.front.hypervolume().value
     record["service_trials"] = outcome.trials
+    if method.lr_probe:  # what the probe chose (the plan keeps it)
+        from pareto_search.plan import load_plan
+
+        record["lr_probe"] = list(load_plan(plan.storage_dir.parent, plan.name)[0].probes)
     return record
 
 

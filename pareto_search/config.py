@@ -7,6 +7,7 @@ entry may be search-space distributions, written as one-key mappings::
     lr: {loguniform: [1.0e-4, 1.0e-2]}     # also: uniform, quniform [lo, hi, q], randint [lo, hi]
     eps0: {choice: [0.0, 0.3]}              # sampled
     size: {grid: [1, 5]}                    # every value, once per sample (not with optuna)
+    lr: {probe: [1.0e-3, 1.0e-2]}           # found once before the trials (search/lr_probe.py), then fixed
 
 The Ray Tune adapter turns these into Tune's sampling primitives; this module stays Ray-free.
 """
@@ -38,7 +39,14 @@ DISTRIBUTIONS: dict[str, int | None] = {  # name -> number of arguments (None: a
     "loguniform": 2,
     "quniform": 3,
     "randint": 2,
+    "probe": None,  # [lo, hi] or [lo, hi, candidates]; optimizer.lr only
 }
+PROBE_PATH = ("optimizer", "lr")  # the one value a probe may find (search/lr_probe.py)
+# A probe tries this many learning rates, log-spaced over [lo, hi] (ends included), when the config does not say:
+# 4 spans a decade in steps of ~2.2x, the resolution that separated 5-epoch outcomes on Multi-MNIST
+# (benchmarks/README.md, "The headline"), for 4 model-epochs.
+PROBE_CANDIDATES = 4
+PROBE_MAX_CANDIDATES = 16
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a search's name is also its storage folder name
 
 
@@ -47,7 +55,7 @@ class _Strict(BaseModel):
 
 
 class Distribution(_Strict):
-    kind: Literal["choice", "grid", "uniform", "loguniform", "quniform", "randint"]
+    kind: Literal["choice", "grid", "uniform", "loguniform", "quniform", "randint", "probe"]
     args: tuple[Any, ...]
 
     def boundary_values(self) -> list[Any]:
@@ -307,6 +315,9 @@ def representative_samples(space: Mapping[str, Any]) -> Iterator[tuple[str, Any,
 
 
 def _check_distribution(dist: Distribution, where: str, algorithm: str) -> None:
+    if dist.kind == "probe":
+        _check_probe(dist, where)
+        return
     expected = DISTRIBUTIONS[dist.kind]
     if expected is None and not dist.args:
         raise ConfigError(f"`{where}`: {dist.kind} needs a non-empty list of values, found {list(dist.args)}")
@@ -325,8 +336,29 @@ def _check_distribution(dist: Distribution, where: str, algorithm: str) -> None:
             f"`{where}`: grid is not supported with search.algorithm optuna; allowed there: choice, "
             "uniform, loguniform, quniform, randint"
         )
-    if algorithm == "grid" and dist.kind != "grid":
+    if algorithm == "grid" and dist.kind != "grid":  # (a probe returned above: it is resolved before the grid)
         raise ConfigError(f"`{where}`: search.algorithm grid needs every distribution to be a grid, found {dist.kind}")
+
+
+def _check_probe(dist: Distribution, where: str) -> None:
+    allowed = f"[lo, hi] or [lo, hi, candidates] with 0 < lo < hi and 2 <= candidates <= {PROBE_MAX_CANDIDATES}"
+    if not where.endswith(".".join(PROBE_PATH)):
+        raise ConfigError(f"`{where}`: probe finds a learning rate only; allowed here: choice, grid, uniform, "
+                          "loguniform, quniform, randint")
+    args = list(dist.args)
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in args)
+    if len(args) not in (2, 3) or not numbers or not 0 < args[0] < args[1]:
+        raise ConfigError(f"`{where}`: probe needs {allowed}, found {args}")
+    if len(args) == 3 and (not isinstance(args[2], int) or not 2 <= args[2] <= PROBE_MAX_CANDIDATES):
+        raise ConfigError(f"`{where}`: probe needs {allowed}, found {args}")
+
+
+def probe_candidates(dist: Distribution) -> tuple[float, ...]:
+    """The learning rates a probe tries: log-spaced over [lo, hi], both ends included."""
+    lo, hi = float(dist.args[0]), float(dist.args[1])
+    count = int(dist.args[2]) if len(dist.args) == 3 else PROBE_CANDIDATES
+    steps = (math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * i / (count - 1)) for i in range(count))
+    return tuple(float(f"{lr:.6g}") for lr in steps)  # 1e-3, not 0.0010000000000000002, in files and logs
 
 
 def _validate_entry(index: int, entry: SolverEntry, algorithm: str) -> None:
@@ -444,4 +476,5 @@ __all__ = [
     "grid_size",
     "load_config",
     "parse_config",
+    "probe_candidates",
 ]

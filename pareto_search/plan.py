@@ -30,6 +30,9 @@ class SearchPlan:
     objectives: tuple[Objective, ...]
     reference_point: tuple[float, ...]  # own directions
     storage_dir: Location  # <storage>/<name>: Tune's experiment folder, ours inside it
+    # What learning-rate probes found (search/lr_probe.py ProbeResult.to_dict), once they ran: `config` then
+    # holds the chosen values, so a resumed search does not probe again.
+    probes: tuple[dict[str, Any], ...] = ()
 
     @property
     def name(self) -> str:
@@ -48,6 +51,7 @@ class SearchPlan:
             "config": self.config.model_dump(mode="json"),
             "objectives": [{"name": o.name, "direction": o.direction} for o in self.objectives],
             "reference_point": list(self.reference_point),
+            "probes": list(self.probes),
             # No location: a search folder is read where it is found (moved, copied or mounted elsewhere).
             "parent_run_id": parent_run_id,
         }
@@ -176,5 +180,6 @@ def load_plan(storage: str | Path | Location, name: str) -> tuple[SearchPlan, st
         tuple(Objective(o["name"], o["direction"]) for o in data["objectives"]),
         tuple(data["reference_point"]),
         storage_dir,
+        tuple(data.get("probes", ())),
     )
     return plan, data.get("parent_run_id")

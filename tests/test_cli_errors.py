@@ -69,6 +69,21 @@ CASES: list[tuple[str, Any, str]] = [
         r"`solvers\[0\].population.size` must be an integer >= 1, found 0",
     ),
     ("unknown algorithm", _with(search={"algorithm": "bayesopt"}), r"`search.algorithm`: .*found 'bayesopt'"),
+    (
+        "probe of another value",
+        _with(solvers=[{"solver": "linear", "optimizer": {"lr": 0.01, "weight_decay": {"probe": [0.0, 1.0]}}}]),
+        r"`solvers\[0\].optimizer.weight_decay`: probe finds a learning rate only; allowed here: choice",
+    ),
+    (
+        "probe range reversed",
+        _with(solvers=[{"solver": "linear", "optimizer": {"lr": {"probe": [0.01, 0.001]}}}]),
+        r"`solvers\[0\].optimizer.lr`: probe needs \[lo, hi\] or \[lo, hi, candidates\].*found \[0.01, 0.001\]",
+    ),
+    (
+        "probe of one candidate",
+        _with(solvers=[{"solver": "linear", "optimizer": {"lr": {"probe": [0.001, 0.01, 1]}}}]),
+        r"`solvers\[0\].optimizer.lr`: probe needs .*2 <= candidates <= 16, found \[0.001, 0.01, 1\]",
+    ),
     ("unknown scheduler", _with(search={"scheduler": {"name": "pbt"}}), r"`search.scheduler.name`: .*found 'pbt'"),
     (
         "grid with optuna",

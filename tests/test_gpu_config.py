@@ -33,5 +33,5 @@ def test_gpu_fractions_reach_the_trial_resource_request(gpus) -> None:
 def test_auto_device_follows_rays_assignment(monkeypatch, assigned, cuda, expected) -> None:
     monkeypatch.setattr(trainable.ray, "get_gpu_ids", lambda: assigned)
     monkeypatch.setattr(trainable.torch.cuda, "is_available", lambda: cuda)
-    assert trainable._device("auto") == expected
-    assert trainable._device("cuda:1") == "cuda:1"  # an explicit device is kept as given
+    assert trainable.resolve_device("auto") == expected
+    assert trainable.resolve_device("cuda:1") == "cuda:1"  # an explicit device is kept as given

@@ -26,6 +26,7 @@ from pareto_search.plan import PLAN_FILE, SearchPlan, load_plan
 from pareto_search.scheduler import ParetoASHA, ParetoASHAStateCallback
 from pareto_search.search.atomic_fs import atomic_local_filesystem
 from pareto_search.search.callback import SearchCallback, bind_location
+from pareto_search.search.lr_probe import pending_probes, run_probes
 from pareto_search.search.outage import TrackingUnavailable, fail_fast_http, is_outage
 from pareto_search.search.resources import PendingWatch, PlacementTimeout, check_requests_fit, node_resources
 from pareto_search.search.space import param_space
@@ -146,6 +147,12 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
     if not resume:
         plan.save(parent_run_id)
     _init_ray(address)
+    if pending_probes(plan.config):  # a new search, or one killed while it probed: its trials need the value
+        plan, probes = run_probes(plan)
+        plan.save(parent_run_id)
+        chosen = {f"pareto_search.lr_probe.solvers.{r.entry}.lr": f"{r.chosen:.6g}" for r in probes}
+        tracker.set_tags(parent_run_id, chosen)
+        tracker.log_json(parent_run_id, list(plan.probes), "lr_probe.json")
     bind_location(plan.name, plan.files)  # before Tune unpickles a restored callback
     trainable = _trainable(plan)
     # Local storage: Tune's copies into the folder publish each file whole (atomic_fs.py); object stores do.

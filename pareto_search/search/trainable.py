@@ -33,7 +33,7 @@ def member_file(member: int) -> str:
     return f"member_{member}.pt"
 
 
-def _device(requested: str) -> str:
+def resolve_device(requested: str) -> str:
     """``auto``: the GPU Ray assigned to this trial (CUDA_VISIBLE_DEVICES is set by Ray, so
     ``cuda`` is that GPU), else the CPU."""
     if requested == "auto":
@@ -106,7 +106,7 @@ def run_trial(params: dict[str, Any], *, plan: dict[str, Any]) -> None:
     reference_point = tuple(plan["reference_point"])
     variant, values, seed = unpack(params)
     spec = config.trial_spec(variant, values, seed)
-    spec = dataclasses.replace(spec, device=_device(spec.device))
+    spec = dataclasses.replace(spec, device=resolve_device(spec.device))
     trainer = Trainer(spec, num_threads=_threads())
     checkpoint = tune.get_checkpoint()
     restored = restore(checkpoint, trainer.load_state_dict, TRAINER_FILE) if checkpoint is not None else None

@@ -1,0 +1,217 @@
+"""A learning rate found once, before the trials: ``optimizer.lr: {probe: [lo, hi]}``.
+
+Why: with a sampled learning rate, a search of a few populations lives or dies by a few random draws (issue 13:
+our HV spread was 7x plain Optuna's on Multi-MNIST). A probe trains one model per candidate learning rate
+(log-spaced over [lo, hi], ends included) for ``PROBE_EPOCHS`` epochs: the entry's solver at equal task weights,
+every candidate from the same initialization (the search's seed), under the entry's schedule for the search's
+epochs. The candidate whose validation point has the largest hypervolume (the search's objectives and reference
+point) becomes the entry's fixed learning rate for every trial.
+
+Candidates run as Ray tasks with a trial's resources, side by side where slots allow. The choice is written into
+the plan (``search.json``), so a resumed search does not probe again; a probe costs candidates x
+``PROBE_EPOCHS`` model-epochs, which the plan records with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from pareto_search.config import PROBE_PATH, Distribution, SearchConfig, as_distribution, parse_config
+from pareto_search.config import probe_candidates as candidates_of
+from pareto_search.errors import SearchStopped
+from pareto_search.pareto import hypervolume, to_min_form
+from pareto_search.plan import SearchPlan
+from trials.spec import TrialSpec
+
+# One epoch ranks learning rates well enough for the fixed budgets of a search (Multi-MNIST 6k, equal weights,
+# Adam: the epoch-1 HV order of 1e-3 / 2e-3 / 4e-3 / 1e-2 was their order after 5 epochs) and costs one
+# model-epoch per candidate; more epochs would cost the trials' budget.
+PROBE_EPOCHS = 1
+POLL_S = 1.0  # how often the driver looks at the probes while it waits
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one entry's probe tried and chose."""
+
+    entry: int
+    candidates: tuple[float, ...]
+    points: tuple[tuple[float, ...] | None, ...]  # each candidate's validation objectives; None: it failed
+    scores: tuple[float, ...]  # each point's HV (-inf: failed or not finite)
+    chosen: float
+    epochs: int = PROBE_EPOCHS
+
+    @property
+    def model_epochs(self) -> int:
+        return len(self.candidates) * self.epochs
+
+    def where(self) -> str:
+        return f"solvers[{self.entry}].{'.'.join(PROBE_PATH)}"
+
+    def line(self) -> str:
+        tried = ", ".join(
+            f"{lr:.3g} → {'failed' if point is None else f'HV {score:.4g}'}"
+            for lr, point, score in zip(self.candidates, self.points, self.scores, strict=True)
+        )
+        chose = f"chose {self.chosen:.3g} ({self.model_epochs} model-epochs)"
+        return f"learning-rate probe of `{self.where()}`: {tried}; {chose}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["scores"] = [s if math.isfinite(s) else None for s in self.scores]  # JSON has no -inf
+        data["model_epochs"] = self.model_epochs
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProbeResult:
+        return cls(
+            entry=int(data["entry"]),
+            candidates=tuple(float(c) for c in data["candidates"]),
+            points=tuple(None if p is None else tuple(float(v) for v in p) for p in data["points"]),
+            scores=tuple(-math.inf if s is None else float(s) for s in data["scores"]),
+            chosen=float(data["chosen"]),
+            epochs=int(data.get("epochs", PROBE_EPOCHS)),
+        )
+
+
+def pending_probes(config: SearchConfig) -> list[tuple[int, Distribution]]:
+    """The entries whose learning rate is still to be probed."""
+    found = []
+    for index, entry in enumerate(config.solvers):
+        dist = as_distribution(entry.optimizer.get(PROBE_PATH[1]))
+        if dist is not None and dist.kind == "probe":
+            found.append((index, dist))
+    return found
+
+
+def probe_spec(config: SearchConfig, index: int, lr: float) -> TrialSpec:
+    """One candidate: entry ``index`` as one model at equal task weights; values the entry samples sit at the
+    first value of their distribution (as the config's validation has them)."""
+    entry = config.solvers[index]
+    sample = _first_values(entry.space())
+    sample["population"] = {"size": 1}  # one model, the centre preference
+    sample["optimizer"] = {**sample["optimizer"], "lr": lr}
+    return config.trial_spec(index, sample, config.seed)
+
+
+def _first_values(tree: Any) -> Any:
+    if isinstance(tree, Distribution):
+        return tree.boundary_values()[0]
+    if isinstance(tree, dict):
+        return {key: _first_values(value) for key, value in tree.items()}
+    return tree
+
+
+def _train_candidate(spec: TrialSpec, epochs: int, names: tuple[str, ...], threads: int) -> Any:
+    """A Ray generator task: says it started (so the driver can tell a running probe from one still waiting
+    for a slot), then trains and yields the candidate's validation objectives."""
+    yield "started"
+    from pareto_search.search.trainable import resolve_device
+    from trials.loop import Trainer
+
+    trainer = Trainer(dataclasses.replace(spec, device=resolve_device(spec.device)), num_threads=threads)
+    report = None
+    for _ in range(min(epochs, spec.epochs)):
+        report = trainer.train_epoch()
+    assert report is not None  # epochs >= 1
+    yield tuple(float(report.members[0].metrics[name]) for name in names)
+
+
+def choose(plan: SearchPlan, points: list[tuple[float, ...] | None]) -> tuple[list[float], int]:
+    """Each point's HV against the plan's reference point, and the index of the best: the largest HV, then
+    (when no point dominates the reference) the smallest sum of the objectives in minimization form."""
+    directions = [o.direction for o in plan.objectives]
+    reference = to_min_form([plan.reference_point], directions)[0]
+    scores: list[float] = []
+    keys: list[tuple[float, float]] = []
+    for point in points:
+        if point is None or not all(math.isfinite(v) for v in point):
+            scores.append(-math.inf)
+            keys.append((-math.inf, -math.inf))
+            continue
+        minimized = to_min_form([point], directions)
+        scores.append(hypervolume(minimized, reference).value)
+        keys.append((scores[-1], -float(minimized.sum())))
+    return scores, max(range(len(points)), key=lambda i: keys[i])
+
+
+def run_probes(
+    plan: SearchPlan, log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
+) -> tuple[SearchPlan, list[ProbeResult]]:
+    """Probe every entry that asks for it (Ray must be running); the plan with the chosen learning rates."""
+    results: list[ProbeResult] = []
+    config_data = plan.config.model_dump(mode="json")
+    for index, dist in pending_probes(plan.config):
+        candidates = candidates_of(dist)
+        log(f"[{plan.name}] learning-rate probe of `solvers[{index}].optimizer.lr`: "
+            f"{len(candidates)} candidates in [{candidates[0]:.3g}, {candidates[-1]:.3g}], {PROBE_EPOCHS} epoch each")
+        points = _run_candidates(plan, [probe_spec(plan.config, index, lr) for lr in candidates], log)
+        if all(p is None for p in points):
+            raise SearchStopped(
+                f"learning-rate probe of `solvers[{index}].optimizer.lr`: every candidate failed (above); "
+                f"search '{plan.name}' stopped before its trials"
+            )
+        scores, best = choose(plan, points)
+        result = ProbeResult(index, candidates, tuple(points), tuple(scores), candidates[best])
+        log(f"[{plan.name}] {result.line()}")
+        config_data["solvers"][index]["optimizer"]["lr"] = result.chosen
+        results.append(result)
+    if not results:
+        return plan, []
+    resolved = dataclasses.replace(
+        plan, config=parse_config(config_data), probes=plan.probes + tuple(r.to_dict() for r in results)
+    )
+    return resolved, results
+
+
+def _run_candidates(
+    plan: SearchPlan, specs: list[TrialSpec], log: Callable[[str], None]
+) -> list[tuple[float, ...] | None]:
+    resources = plan.config.resources
+    threads = max(1, math.floor(resources.cpus_per_trial))
+    names = tuple(o.name for o in plan.objectives)
+    task = ray.remote(_train_candidate).options(
+        num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial, num_returns="streaming", max_retries=0
+    )
+    generators = [task.remote(spec, PROBE_EPOCHS, names, threads) for spec in specs]
+    stage = [0] * len(specs)  # 0 waiting for a slot, 1 training, 2 done
+    points: list[tuple[float, ...] | None] = [None] * len(specs)
+    timeout_s = plan.config.search.pending_timeout_s
+    last_progress = time.monotonic()
+    while any(s < 2 for s in stage):
+        live = [g for g, s in zip(generators, stage, strict=True) if s < 2]
+        ready, _ = ray.wait(live, num_returns=1, timeout=POLL_S)
+        for generator in ready:
+            i = generators.index(generator)
+            last_progress = time.monotonic()
+            try:
+                value = ray.get(next(generator))
+            except Exception as exc:  # the candidate's own error: the others still count
+                cause = getattr(exc, "cause", None) or exc
+                first = next((line for line in str(cause).splitlines() if line.strip()), "")
+                log(f"[{plan.name}] probe lr {specs[i].optimizer.lr:.3g} failed: {type(cause).__name__}: {first}")
+                stage[i] = 2
+                continue
+            if stage[i] == 1:
+                points[i] = value
+            stage[i] += 1
+        waiting = [i for i, s in enumerate(stage) if s == 0]
+        if waiting and not any(s == 1 for s in stage) and time.monotonic() - last_progress > timeout_s:
+            for generator in generators:
+                with contextlib.suppress(Exception):  # best effort: the search stops either way
+                    ray.cancel(generator, force=True)
+            raise SearchStopped(
+                f"learning-rate probe: no probe could be placed within search.pending_timeout_s = {timeout_s:g} s "
+                f"(each asks for {resources.cpus_per_trial:g} CPU and {resources.gpus_per_trial:g} GPU, as a trial); "
+                f"search '{plan.name}' stopped before its trials"
+            )
+    return points

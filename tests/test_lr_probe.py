@@ -1,0 +1,150 @@
+"""`optimizer.lr: {probe: [lo, hi]}`: a learning rate found once before the trials (search/lr_probe.py).
+
+What matters: the candidates are the log-spaced range; each candidate's point is exactly one model of the entry's
+solver at equal weights trained one epoch at that rate from the search's seed; the chosen rate is the one with the
+largest HV; every trial then uses it; the plan keeps it, so a resumed search does not probe again; a failing
+candidate is named and the others still count; when all fail the search stops before its trials.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+import ray
+from ray.tune import ExperimentAnalysis
+
+from pareto_search.config import as_distribution, parse_config, probe_candidates
+from pareto_search.errors import SearchStopped
+from pareto_search.plan import PLAN_FILE, load_plan, make_plan
+from pareto_search.search import lr_probe
+from pareto_search.search.lr_probe import PROBE_EPOCHS, ProbeResult, choose, probe_spec, run_probes
+from pareto_search.search.runner import run_search
+from trials.loop import Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _config(tmp_path: Path, name: str = "probe", **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "name": name,
+        "problem": {"name": "toy2d", "args": {"steps_per_epoch": 20}},
+        "reference_point": [1.0, 1.0],
+        "epochs": 3,
+        "seed": 7,
+        "solvers": [
+            {
+                "label": "mt2o",
+                "method": "mt2o",
+                "population": {"size": 3},
+                "optimizer": {"name": "adam", "lr": {"probe": [0.001, 0.1, 3]}, "schedule": "cosine"},
+            }
+        ],
+        "search": {"algorithm": "random", "num_samples": 2, "max_failures": 0},
+        "resources": {"cpus_per_trial": 1},
+        "storage": str(tmp_path / "searches"),
+        "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "tests"},
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    yield
+    ray.shutdown()
+
+
+def test_candidates_are_log_spaced_over_the_range_with_both_ends() -> None:
+    assert probe_candidates(as_distribution({"probe": [0.001, 0.1, 3]})) == (0.001, 0.01, 0.1)
+    four = probe_candidates(as_distribution({"probe": [1e-3, 1e-2]}))
+    assert len(four) == 4 and four[0] == 1e-3 and four[-1] == 1e-2
+    assert all(math.isclose(b / a, 10 ** (1 / 3), rel_tol=1e-5) for a, b in itertools.pairwise(four))
+
+
+def test_a_candidate_is_one_model_of_the_entry_at_equal_weights(tmp_path) -> None:
+    config = parse_config(_config(tmp_path))
+    spec = probe_spec(config, 0, 0.01)
+    assert spec.population.size == 1 and spec.optimizer.lr == 0.01 and spec.seed == 7
+    assert spec.solver == "linear" and spec.optimizer.schedule == "cosine" and spec.epochs == 3
+    preferences = Trainer(spec).population.preferences
+    assert preferences.tolist() == [[0.5, 0.5]]
+
+
+def test_the_largest_hv_wins_and_failed_or_diverged_candidates_never_do(tmp_path) -> None:
+    plan = make_plan(parse_config(_config(tmp_path)))  # toy2d: both objectives minimized, reference (1, 1)
+    scores, best = choose(plan, [(0.5, 0.5), None, (0.2, 0.6), (float("nan"), 0.0)])
+    assert scores[0] == pytest.approx(0.25) and scores[2] == pytest.approx(0.32)
+    assert scores[1] == scores[3] == -math.inf and best == 2
+    # No point inside the reference: the smallest sum of objectives decides.
+    assert choose(plan, [(1.5, 2.0), (1.2, 1.1)])[1] == 1
+
+
+def test_a_probe_result_survives_json() -> None:
+    result = ProbeResult(0, (0.001, 0.01), ((0.5, 0.5), None), (0.25, -math.inf), 0.001)
+    again = ProbeResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again == result and again.model_epochs == 2 * PROBE_EPOCHS
+    assert "0.01 → failed" in result.line() and "chose 0.001" in result.line()
+
+
+def test_the_probe_trains_each_candidate_and_fixes_the_best(tmp_path, local_ray) -> None:
+    plan = make_plan(parse_config(_config(tmp_path)))
+    lines: list[str] = []
+    resolved, (result,) = run_probes(plan, log=lines.append)
+    # Each point is exactly the candidate trained alone for one epoch (same seed, same data order).
+    for lr, point in zip(result.candidates, result.points, strict=True):
+        trainer = Trainer(probe_spec(plan.config, 0, lr), num_threads=1)
+        report = trainer.train_epoch()
+        assert point == tuple(report.members[0].metrics[o.name] for o in plan.objectives)
+    scores, best = choose(plan, list(result.points))
+    assert result.chosen == result.candidates[best] and result.scores == tuple(scores)
+    assert resolved.config.solvers[0].optimizer["lr"] == result.chosen
+    assert resolved.probes == (result.to_dict(),)
+    assert any(f"chose {result.chosen:.3g}" in line for line in lines)
+
+
+def test_a_failing_candidate_is_named_and_all_failing_stops_the_search(tmp_path, local_ray) -> None:
+    diverging = {"name": "tests.fault_problems:diverging", "args": {"mode": "raise", "steps_per_epoch": 50}}
+    solvers = [{"solver": "linear", "optimizer": {"name": "sgd", "lr": {"probe": [0.1, 10.0, 3]}}}]
+    plan = make_plan(parse_config(_config(tmp_path, problem=diverging, solvers=solvers, reference_point=[10, 10])))
+    lines: list[str] = []
+    _, (result,) = run_probes(plan, log=lines.append)
+    assert result.points[2] is None and result.chosen in (0.1, 1.0)  # lr 10 explodes (x <- -4x per step)
+    assert any("probe lr 10 failed: RuntimeError: simulated crash in user code" in line for line in lines)
+    solvers[0]["optimizer"]["lr"] = {"probe": [8.0, 10.0, 2]}
+    plan = make_plan(parse_config(_config(tmp_path, problem=diverging, solvers=solvers, reference_point=[10, 10])))
+    with pytest.raises(SearchStopped, match=r"learning-rate probe of `solvers\[0\].optimizer.lr`: every candidate"):
+        run_probes(plan, log=lines.append)
+
+
+@pytest.mark.slow
+def test_every_trial_uses_the_probed_rate_and_resume_does_not_probe_again(tmp_path, local_ray, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    plan = make_plan(parse_config(_config(tmp_path)))
+    outcome = run_search(plan)
+    assert outcome.trials == 2 and not outcome.failures
+    saved = json.loads((tmp_path / "searches" / "probe" / "pareto_search" / PLAN_FILE).read_text())
+    (probe,) = saved["probes"]
+    chosen = probe["chosen"]
+    assert saved["config"]["solvers"][0]["optimizer"]["lr"] == chosen and probe["model_epochs"] == 3
+    analysis = ExperimentAnalysis(str(tmp_path / "searches" / "probe"))
+    rates = [t.config["entry"]["values"]["optimizer"]["lr"] for t in analysis.trials]
+    assert rates == [chosen, chosen]
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    parent = client.get_run(saved["parent_run_id"])
+    assert float(parent.data.tags["pareto_search.lr_probe.solvers.0.lr"]) == pytest.approx(chosen)
+
+    def must_not_run(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a resumed search probed again")
+
+    monkeypatch.setattr("pareto_search.search.runner.run_probes", must_not_run)
+    stored, _ = load_plan(tmp_path / "searches", "probe")
+    assert not lr_probe.pending_probes(stored.config)
+    again = run_search(stored, resume=True)
+    assert again.front.hypervolume().value == pytest.approx(outcome.front.hypervolume().value, abs=0.0)
