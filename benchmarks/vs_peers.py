@@ -138,6 +138,7 @@ class Method:
     eps0: float | None = None  # service: None = the mt2o preset's transfer
     scheduler: str = ""  # service: fifo / pareto_asha
     lr_probe: bool = False  # service: `lr: {probe: [lo, hi]}` (found once, charged to the budget) instead of drawn
+    interior: float = 0.0  # service: `population.interior` (preferences pulled toward equal weights)
 
 
 METHODS: dict[str, Method] = {
@@ -170,6 +171,14 @@ METHODS: dict[str, Method] = {
         Method(
             "independent-probe-fifo", "ours", "service", "service: eps0 0, lr probed once, FIFO", eps0=0.0,
             scheduler="fifo", lr_probe=True,
+        ),
+        Method(
+            "mt2o-probe-interior-fifo", "ours", "service", "service: method mt2o, lr probed, interior 0.3, FIFO",
+            scheduler="fifo", lr_probe=True, interior=0.3,
+        ),
+        Method(
+            "independent-probe-interior-fifo", "ours", "service", "service: eps0 0, lr probed, interior 0.3, FIFO",
+            eps0=0.0, scheduler="fifo", lr_probe=True, interior=0.3,
         ),
     )
 }
@@ -572,6 +581,8 @@ def service_config(job: dict[str, Any], method: Method, storage: Path, tracking_
     population: dict[str, Any] = {} if k == 5 else {"size": k}
     if method.eps0 is not None:
         population["transfer"] = {"eps0": method.eps0}
+    if method.interior:
+        population["interior"] = method.interior
     lr = {"probe": list(job["lr"])} if method.lr_probe else {"loguniform": list(job["lr"])}
     entry: dict[str, Any] = {
         "label": method.name.split("-")[0],

@@ -11,19 +11,26 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pytest
 import ray
+import yaml
 from ray.tune import ExperimentAnalysis
 
 from pareto_search.config import as_distribution, parse_config, probe_candidates
 from pareto_search.errors import SearchStopped
 from pareto_search.plan import PLAN_FILE, load_plan, make_plan
 from pareto_search.search import lr_probe
-from pareto_search.search.lr_probe import PROBE_EPOCHS, ProbeResult, choose, probe_spec, run_probes
+from pareto_search.search.lr_probe import PROBE_EPOCHS, PROBE_TOLERANCE, ProbeResult, choose, probe_spec, run_probes
 from pareto_search.search.runner import run_search
 from trials.loop import Trainer
 
@@ -82,6 +89,10 @@ def test_the_largest_hv_wins_and_failed_or_diverged_candidates_never_do(tmp_path
     scores, best = choose(plan, [(0.5, 0.5), None, (0.2, 0.6), (float("nan"), 0.0)])
     assert scores[0] == pytest.approx(0.25) and scores[2] == pytest.approx(0.32)
     assert scores[1] == scores[3] == -math.inf and best == 2
+    # Within PROBE_TOLERANCE of the best HV, the larger rate (the later candidate) is kept.
+    scores, best = choose(plan, [(0.5, 0.5), (0.2, 0.6), (0.25, 0.6)])  # HV 0.25, 0.32, 0.30
+    assert best == 2 and scores[2] >= PROBE_TOLERANCE * scores[1]
+    assert choose(plan, [(0.2, 0.6), (0.5, 0.5)])[1] == 0  # 0.25 < 0.9 x 0.32: the best stays
     # No point inside the reference: the smallest sum of objectives decides.
     assert choose(plan, [(1.5, 2.0), (1.2, 1.1)])[1] == 1
 
@@ -148,3 +159,70 @@ def test_every_trial_uses_the_probed_rate_and_resume_does_not_probe_again(tmp_pa
     assert not lr_probe.pending_probes(stored.config)
     again = run_search(stored, resume=True)
     assert again.front.hypervolume().value == pytest.approx(outcome.front.hypervolume().value, abs=0.0)
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_probing_exits_130_and_resume_probes_then_trains(tmp_path) -> None:
+    config = _config(
+        tmp_path,
+        "probing",
+        problem={"name": "toy2d", "args": {"steps_per_epoch": 20_000}},  # ~8 s a candidate: time to press Ctrl-C
+        epochs=1,
+        solvers=[{"solver": "linear", "optimizer": {"name": "adam", "lr": {"probe": [0.001, 0.01, 2]}}}],
+        search={"algorithm": "random", "num_samples": 1, "max_failures": 0},
+    )
+    path = tmp_path / "probing.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = _cli(["run", str(path)], tmp_path)
+    lines = _Lines(run)
+    assert lines.wait_for("candidates in [0.001, 0.01]", timeout_s=120), lines.text()[-3000:]
+    time.sleep(2.0)  # the probe tasks are training
+    os.kill(run.pid, signal.SIGINT)
+    assert run.wait(timeout=120) == 130, lines.text()[-3000:]
+    lines.join()
+    printed = lines.text()
+    assert printed.rstrip().endswith("interrupted — `pareto-search resume probing` continues it"), printed[-3000:]
+    saved = json.loads((tmp_path / "searches" / "probing" / "pareto_search" / PLAN_FILE).read_text())
+    assert saved["probes"] == [] and saved["config"]["solvers"][0]["optimizer"]["lr"] == {"probe": [0.001, 0.01, 2]}
+
+    resumed = _cli(["resume", "probing", "--storage", str(tmp_path / "searches")], tmp_path)
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out[-3000:]
+    assert "learning-rate probe of `solvers[0].optimizer.lr`: 0.001 → HV" in out
+    saved = json.loads((tmp_path / "searches" / "probing" / "pareto_search" / PLAN_FILE).read_text())
+    assert saved["config"]["solvers"][0]["optimizer"]["lr"] == saved["probes"][0]["chosen"]
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pareto_search.cli", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)},
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+class _Lines:
+    """A process's output, read on a thread so that waiting for a line is bounded."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self._lines: list[str] = []
+        self._thread = threading.Thread(target=lambda: self._lines.extend(process.stdout), daemon=True)
+        self._thread.start()
+
+    def wait_for(self, text: str, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(text in line for line in list(self._lines)):
+                return True
+            time.sleep(0.2)
+        return False
+
+    def join(self) -> None:
+        self._thread.join(timeout=30)
+
+    def text(self) -> str:
+        return "".join(self._lines)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from trials.loop import Trainer
-from trials.preferences import make_preferences
+from trials.preferences import make_preferences, pull_to_centre
 from trials.solvers.contract import ConflictingRegression
 from trials.spec import OptimizerSpec, PopulationSpec, SpecError, TransferSpec, TrialSpec
 from trials.transfer import ParameterTransfer, similarity_matrix
@@ -164,6 +164,19 @@ def test_preferences_quarter_circle_and_das_dennis() -> None:
     assert make_preferences(2, 1).tolist() == [[0.5, 0.5]]
 
 
+def test_interior_pulls_generated_preferences_toward_equal_weights_and_keeps_explicit_ones() -> None:
+    pulled = pull_to_centre(make_preferences(3, 6), 0.3)  # Das–Dennis K = 6: three corners, three edge midpoints
+    assert torch.allclose(pulled.sum(dim=1), torch.ones(6, dtype=torch.float64))
+    assert float(pulled.min()) == pytest.approx(0.1) and float(pulled.max()) == pytest.approx(0.8)
+    assert torch.equal(pull_to_centre(make_preferences(2, 5), 0.0), make_preferences(2, 5))
+    members = Trainer(_spec(problem="toy2d", population=PopulationSpec(size=5, interior=0.3))).population.preferences
+    assert torch.allclose(members, 0.7 * make_preferences(2, 5) + 0.15)
+    explicit = ((1.0, 0.0), (0.0, 1.0))
+    spec = _spec(problem="toy2d", population=PopulationSpec(size=2, preferences=explicit, interior=0.3))
+    kept = Trainer(spec).population.preferences
+    assert kept.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -186,6 +199,10 @@ def test_preferences_quarter_circle_and_das_dennis() -> None:
         (
             {"problem": "toy2d", "population": {"size": 2, "preferences": [[1, 0]]}},
             r"`population.preferences` must be 2 rows",
+        ),
+        (
+            {"problem": "toy2d", "population": {"interior": 1.0}},
+            r"`population.interior` must be a number in \[0, 1\), found 1.0",
         ),
         ({"problem": "toy2d", "device": "tpu"}, r"`device` must be cpu, cuda, cuda:N or auto, found 'tpu'"),
         ({"problem": "toy2d", "epochs": 0}, r"`epochs` must be an integer >= 1, found 0"),

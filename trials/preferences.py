@@ -25,6 +25,13 @@ def das_dennis_sizes(num_tasks: int, limit: int = 200) -> list[int]:
     return sizes
 
 
+def pull_to_centre(preferences: Tensor, interior: float) -> Tensor:
+    """Each row moved ``interior`` of the way to equal weights (rows still sum to 1): 0 changes nothing."""
+    if interior == 0:
+        return preferences
+    return (1.0 - interior) * preferences + interior / preferences.shape[1]
+
+
 def make_preferences(num_tasks: int, size: int) -> Tensor:
     """``size`` preference vectors for ``num_tasks`` tasks, shape ``(size, num_tasks)``, rows sum to 1.
 

@@ -148,7 +148,12 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
         plan.save(parent_run_id)
     _init_ray(address)
     if pending_probes(plan.config):  # a new search, or one killed while it probed: its trials need the value
-        plan, probes = run_probes(plan)
+        try:
+            plan, probes = run_probes(plan)
+        except KeyboardInterrupt:  # Ctrl-C while probing: nothing trained yet; `resume` probes again
+            tracker.end_run(parent_run_id, "KILLED")
+            empty = GlobalFront(plan.name, plan.objectives, plan.reference_point, plan.front_path)
+            return SearchOutcome(empty, 0, interrupted=True)
         plan.save(parent_run_id)
         chosen = {f"pareto_search.lr_probe.solvers.{r.entry}.lr": f"{r.chosen:.6g}" for r in probes}
         tracker.set_tags(parent_run_id, chosen)
