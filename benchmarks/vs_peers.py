@@ -581,8 +581,8 @@ def service_config(job: dict[str, Any], method: Method, storage: Path, tracking_
     population: dict[str, Any] = {} if k == 5 else {"size": k}
     if method.eps0 is not None:
         population["transfer"] = {"eps0": method.eps0}
-    if method.interior:
-        population["interior"] = method.interior
+    # Always explicit: the rows measured before the preset's `interior: 0.3` keep meaning the ends and corners.
+    population["interior"] = method.interior
     lr = {"probe": list(job["lr"])} if method.lr_probe else {"loguniform": list(job["lr"])}
     entry: dict[str, Any] = {
         "label": method.name.split("-")[0],
@@ -852,7 +852,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--slots", type=int, default=max(1, os.cpu_count() or 2), help="Ray CPUs, 1 per trial")
     parser.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 2), help="pool for the peers")
     parser.add_argument("--libmoon-python", default=DEFAULT_LIBMOON_PYTHON)
-    parser.add_argument("--headline", default="mt2o-fifo", help="which of ours the last line reports")
+    parser.add_argument(
+        "--headline", default="mt2o-probe-interior-fifo",
+        help="which of ours the last line reports (default: `method: mt2o` as the preset ships, lr given as a probe)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "vs_peers")
     parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: sqlite in --out)")
     parser.add_argument("--no-mlflow", action="store_true")
@@ -868,8 +871,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.problems, args.seeds, args.no_cache, args.overlap = "zdt1", "0,1,2", True, True
         # Each Ray-based run costs ~8 s of search set-up here whatever it trains: the quick check keeps the headline
-        # (mt2o, FIFO and Pareto-ASHA) and the peers; LibMOON's PMTL (the weaker of its two on zdt1) stays out.
-        args.methods = "optuna-tpe,optuna-nsga2,tune-asha,libmoon-epo,mt2o-fifo,mt2o-pareto-asha"
+        # (the preset with the lr probed), the preset before its levers (mt2o-fifo: corners, lr drawn) and the peers;
+        # LibMOON's PMTL (the weaker of its two on zdt1) stays out.
+        args.methods = "optuna-tpe,optuna-nsga2,tune-asha,libmoon-epo,mt2o-fifo,mt2o-probe-interior-fifo"
         args.out = args.out / "quick"
     if args.budget is None:
         args.budget = 10 * args.epochs  # the example: 10 models of 5 epochs

@@ -46,6 +46,7 @@ def test_method_mt2o_expands_to_the_preset_and_the_entry_wins() -> None:
     )
     preset, custom = config.solvers
     assert preset.solver == MT2O.solver and preset.population == MT2O.population and preset.display_label() == "mt2o-k5"
+    assert preset.population["interior"] == 0.3  # no member trains one task alone (presets.py: why)
     assert custom.population["size"] == 3 and custom.population["transfer"]["eps0"] == {"choice": [0, 1]}
     assert custom.population["transfer"]["rule"] == MT2O.population["transfer"]["rule"]  # kept from the preset
     assert merge({"a": {"b": 1, "c": 2}}, {"a": {"c": {"grid": [3]}}}) == {"a": {"b": 1, "c": {"grid": [3]}}}
