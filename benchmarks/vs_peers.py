@@ -62,9 +62,9 @@ than the sum of the two standard deviations (mt2o_evidence.beyond_spread). The l
 
 Runs are cached in <out>/runs.jsonl by (problem, n_train, method, seed, budget, epochs, lr range): a rerun computes
 only what is missing (``--quick`` never reads the cache: it checks the current code). Writes
-<out>/summary-b<budget>-e<epochs>.md, <out>/<problem>_<n_train>_b<budget>_hv.png (HV vs model-epochs, mean ± std)
-and logs them to MLflow (experiment ``vs-peers``; the service's searches go to ``vs-peers-searches``; a sqlite store
-in <out> unless --tracking-uri).
+<out>/summary-<problems>-b<budget>-e<epochs>.md, <out>/<problem>_<n_train>_b<budget>_hv.png (HV vs model-epochs,
+mean ± std) and logs them to MLflow (experiment ``vs-peers``; the service's searches go to ``vs-peers-searches``; a
+sqlite store in <out> unless --tracking-uri).
 """
 
 from __future__ import annotations
@@ -1076,7 +1076,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 metrics[f"{problem_name}.{name}.budget_ratio"] = ratio
             if args.headline in head.ratios:
                 last = (head.ratios[args.headline][1], head.peer, problem_name)
-    summary = args.out / f"summary-b{args.budget}-e{args.epochs}.md"
+    # Named by its problems too: one budget serves several problems, and each run must not overwrite another's.
+    summary = args.out / f"summary-{'+'.join(problems)}-b{args.budget}-e{args.epochs}.md"
     summary.write_text("\n".join(lines))
     files.append(summary)
     print("\n".join(lines))
