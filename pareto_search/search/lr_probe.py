@@ -120,8 +120,10 @@ def _train_candidate(spec: TrialSpec, epochs: int, names: tuple[str, ...], threa
     """A Ray generator task: says it started (so the driver can tell a running probe from one still waiting
     for a slot), then trains and yields the candidate's validation objectives."""
     yield "started"
-    from pareto_search.search.trainable import resolve_device
+    from pareto_search.search.trainable import quiet_termination, resolve_device
     from trials.loop import Trainer
+
+    quiet_termination()  # a probe cancelled by a stopped search ends without a traceback (trainable.py)
 
     trainer = Trainer(dataclasses.replace(spec, device=resolve_device(spec.device)), num_threads=threads)
     report = None

@@ -99,8 +99,24 @@ def affinity_metrics(extra: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
+def _quiet_termination_hook(unraisable: Any) -> None:
+    """``sys.unraisablehook`` of a trial worker: Ray's SIGTERM handler raises SystemExit wherever the worker is,
+    and inside a weakref callback or ``__del__`` Python cannot raise it, so it printed "Exception ignored …" and a
+    traceback into the user's terminal while a stopped search shut its workers down. That one case is dropped
+    (the process is being terminated anyway); every other unraisable exception is printed as before."""
+    if unraisable.exc_type is SystemExit:
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def quiet_termination() -> None:
+    """Install :func:`_quiet_termination_hook` in this worker process (idempotent)."""
+    sys.unraisablehook = _quiet_termination_hook
+
+
 def run_trial(params: dict[str, Any], *, plan: dict[str, Any]) -> None:
     """The Tune function trainable; ``plan`` is :meth:`SearchPlan.to_dict` (plain data)."""
+    quiet_termination()
     config = parse_config(plan["config"])
     objectives = tuple(Objective(o["name"], o["direction"]) for o in plan["objectives"])
     reference_point = tuple(plan["reference_point"])
