@@ -301,12 +301,17 @@ def _with_value(tree: Any, path: tuple[str, ...], value: Any) -> Any:
     return tree
 
 
+def first_values(space: Mapping[str, Any]) -> dict[str, Any]:
+    """The space with every distribution at its first value (a list's first option, a range's low end)."""
+    return _map_leaves(space, lambda v: v.boundary_values()[0] if isinstance(v, Distribution) else v)
+
+
 def representative_samples(space: Mapping[str, Any]) -> Iterator[tuple[str, Any, dict[str, Any]]]:
     """Concrete samples that together exercise every boundary value of every distribution
     (each one varied while the others sit at their first value): validating these validates
     the space without sampling it. Yields (dotted path, value, sample)."""
     paths = list(_distribution_paths(space))
-    base = _map_leaves(space, lambda v: v.boundary_values()[0] if isinstance(v, Distribution) else v)
+    base = first_values(space)
     if not paths:
         yield "", None, base
     for path, dist in paths:

@@ -25,7 +25,7 @@ from typing import Any
 
 import ray
 
-from pareto_search.config import PROBE_PATH, Distribution, SearchConfig, as_distribution, parse_config
+from pareto_search.config import PROBE_PATH, Distribution, SearchConfig, as_distribution, first_values, parse_config
 from pareto_search.config import probe_candidates as candidates_of
 from pareto_search.errors import SearchStopped
 from pareto_search.pareto import hypervolume, to_min_form
@@ -102,18 +102,10 @@ def probe_spec(config: SearchConfig, index: int, lr: float) -> TrialSpec:
     """One candidate: entry ``index`` as one model at equal task weights; values the entry samples sit at the
     first value of their distribution (as the config's validation has them)."""
     entry = config.solvers[index]
-    sample = _first_values(entry.space())
+    sample = first_values(entry.space())
     sample["population"] = {"size": 1}  # one model, the centre preference
     sample["optimizer"] = {**sample["optimizer"], "lr": lr}
     return config.trial_spec(index, sample, config.seed)
-
-
-def _first_values(tree: Any) -> Any:
-    if isinstance(tree, Distribution):
-        return tree.boundary_values()[0]
-    if isinstance(tree, dict):
-        return {key: _first_values(value) for key, value in tree.items()}
-    return tree
 
 
 def _train_candidate(spec: TrialSpec, epochs: int, names: tuple[str, ...], threads: int) -> Any:
