@@ -29,8 +29,9 @@ demo: install data
 
 # The full suite, slow end-to-end tests included (CI runs this). pytest exits 5 when it
 # collected no test: that is a failure here, never a silent pass.
+# --durations: the slowest tests are printed on every run, so the suite's ~15 min budget is watched.
 test: install data
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=25 $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -140,6 +140,7 @@ class Method:
     lr_probe: bool = False  # service: `lr: {probe: [lo, hi]}` (found once, charged to the budget) instead of drawn
     interior: float = 0.0  # service: `population.interior` (preferences pulled toward equal weights)
     mode: str = "symmetric"  # service, with transfer: `population.transfer.mode`
+    concurrent: int | None = None  # service: `search.max_concurrent_trials` (None: as many as there are slots)
 
 
 METHODS: dict[str, Method] = {
@@ -185,6 +186,11 @@ METHODS: dict[str, Method] = {
         Method(
             "independent-probe-interior-fifo", "ours", "service", "service: eps0 0, lr probed, interior 0.3, FIFO",
             eps0=0.0, scheduler="fifo", lr_probe=True, interior=0.3,
+        ),
+        Method(
+            "mt2o-beneficial-probe-interior-seq", "ours", "service",
+            "service: the headline's configuration, one trial at a time (as Optuna runs its trials)",
+            scheduler="fifo", lr_probe=True, interior=0.3, mode="beneficial", concurrent=1,
         ),
     )
 }
@@ -611,6 +617,7 @@ def service_config(job: dict[str, Any], method: Method, storage: Path, tracking_
             "algorithm": "random",
             "num_samples": max(1, math.ceil(trials_budget / per_trial)),
             "scheduler": {"name": method.scheduler},
+            **({"max_concurrent_trials": method.concurrent} if method.concurrent else {}),
         },
         "resources": {"cpus_per_trial": 1},
         "storage": str(storage),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -123,6 +124,26 @@ def test_four_trial_search_tracks_everything(tmp_path, monkeypatch, capsys) -> N
         assert f.tolist() == pytest.approx(point["values"], abs=1e-6)
     on_front = [c for c in children if c.data.tags.get("pareto_search.on_front") == "true"]
     assert {c.data.tags["pareto_search.trial_id"] for c in on_front} == {p["trial_id"] for p in printed["points"]}
+
+
+@pytest.mark.parametrize("algorithm", ["random", "optuna"])
+def test_max_concurrent_trials_runs_one_trial_at_a_time(tmp_path, monkeypatch, algorithm: str) -> None:
+    """`search.max_concurrent_trials: 1` on 2 free CPUs: no two trials' MLflow runs (created at a trial's start,
+    ended at its end) overlap. Tune ignores `TuneConfig.max_concurrent_trials` for a variant-generator instance (it
+    only logs a warning), so `random` and `grid` once ran every trial at once."""
+    monkeypatch.chdir(tmp_path)
+    name = f"one-at-a-time-{algorithm}"
+    config = _config(
+        tmp_path,
+        name,
+        solvers=[_config(tmp_path, name)["solvers"][1]],
+        search={"algorithm": algorithm, "num_samples": 3, "max_failures": 0, "max_concurrent_trials": 1},
+    )
+    assert run_search(make_plan(parse_config(config))).trials == 3
+    _, children = _runs(tmp_path, name)
+    spans = sorted((c.info.start_time, c.info.end_time) for c in children)
+    assert len(spans) == 3 and all(end is not None for _, end in spans)
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans)), spans
 
 
 @pytest.mark.parametrize(("mode", "error"), [("nan", "NonFiniteLossError"), ("raise", "simulated crash")])

@@ -43,7 +43,9 @@ TIME_ATTR = "epoch"
 def _searcher(plan: SearchPlan) -> Searcher | BasicVariantGenerator:
     search = plan.config.search
     if search.algorithm != "optuna":
-        return BasicVariantGenerator(random_state=plan.config.seed)
+        # The bound goes into the generator itself: Tune applies `TuneConfig.max_concurrent_trials` only to a
+        # `Searcher` and, given a generator instance, ignores it with a log warning (the trials all ran at once).
+        return BasicVariantGenerator(random_state=plan.config.seed, max_concurrent=search.max_concurrent_trials or 0)
     if search.optuna_target == "hypervolume":
         return OptunaSearch(metric="trial_hv", mode="max", seed=plan.config.seed)
     return OptunaSearch(
@@ -192,7 +194,8 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
                 search_alg=_searcher(plan),
                 scheduler=scheduler,
                 num_samples=search.num_samples,
-                max_concurrent_trials=search.max_concurrent_trials,
+                # Optuna's Searcher: Tune wraps it in a ConcurrencyLimiter; the generator has it already (above).
+                max_concurrent_trials=search.max_concurrent_trials if search.algorithm == "optuna" else None,
                 reuse_actors=search.reuse_actors,
                 trial_name_creator=trial_name,
                 trial_dirname_creator=trial_name,
