@@ -102,6 +102,31 @@ def test_a_probe_result_survives_json() -> None:
     again = ProbeResult.from_dict(json.loads(json.dumps(result.to_dict())))
     assert again == result and again.model_epochs == 2 * PROBE_EPOCHS
     assert "0.01 → failed" in result.line() and "chose 0.001" in result.line()
+    shared = ProbeResult(1, (0.001, 0.01), ((0.5, 0.5), (0.4, 0.4)), (0.25, 0.36), 0.01, trained=0)
+    assert ProbeResult.from_dict(json.loads(json.dumps(shared.to_dict()))) == shared and shared.model_epochs == 0
+
+
+def test_a_candidate_two_entries_share_is_trained_once(tmp_path, monkeypatch) -> None:
+    """The mt2o entry and its no-transfer control probe the same models (one model at equal weights has nothing to
+    transfer): each candidate trains once and counts for both; a range that overlaps shares its common rates."""
+    entry = _config(tmp_path)["solvers"][0]
+    control = {**entry, "label": "independent", "population": {"size": 3, "transfer": {"eps0": 0.0}}}
+    overlapping = {**entry, "label": "wider", "optimizer": {**entry["optimizer"], "lr": {"probe": [0.01, 1.0, 3]}}}
+    plan = make_plan(parse_config(_config(tmp_path, solvers=[entry, control, overlapping])))
+    trained: list[float] = []
+
+    def fake_training(plan: Any, specs: list[Any], log: Any) -> list[tuple[float, ...]]:
+        trained.extend(spec.optimizer.lr for spec in specs)
+        return [(abs(math.log10(spec.optimizer.lr) + 2) / 4, 0.5) for spec in specs]  # best at lr 0.01
+
+    monkeypatch.setattr(lr_probe, "_run_candidates", fake_training)
+    lines: list[str] = []
+    resolved, (first, second, third) = run_probes(plan, log=lines.append)
+    assert trained == pytest.approx([0.001, 0.01, 0.1, 1.0])  # 0.001, 0.01, 0.1 once; the wider range adds 1.0
+    assert (first.model_epochs, second.model_epochs, third.model_epochs) == (3, 0, 1)
+    assert first.points == second.points and first.chosen == second.chosen == third.chosen == pytest.approx(0.01)
+    assert "the others shared with an earlier entry" in second.line() and second.line() in "\n".join(lines)
+    assert [s.optimizer["lr"] for s in resolved.config.solvers] == pytest.approx([0.01] * 3)
 
 
 def test_the_probe_trains_each_candidate_and_fixes_the_best(tmp_path, local_ray) -> None:

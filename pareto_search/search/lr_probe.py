@@ -9,13 +9,16 @@ point) becomes the entry's fixed learning rate for every trial.
 
 Candidates run as Ray tasks with a trial's resources, side by side where slots allow. The choice is written into
 the plan (``search.json``), so a resumed search does not probe again; a probe costs candidates x
-``PROBE_EPOCHS`` model-epochs, which the plan records with it.
+``PROBE_EPOCHS`` model-epochs, which the plan records with it. A candidate that is the same model for two entries
+(their probe specs are equal: e.g. ``method: mt2o`` and the same entry with ``transfer: {eps0: 0}``, since one
+model at equal weights has nothing to transfer) is trained once and counts for both.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -54,10 +57,13 @@ class ProbeResult:
     scores: tuple[float, ...]  # each point's HV (-inf: failed or not finite)
     chosen: float
     epochs: int = PROBE_EPOCHS
+    # How many of the candidates this entry's probe trained itself; the others were the same models as an earlier
+    # entry's candidates (equal probe specs) and were trained once, for both. None: all of them.
+    trained: int | None = None
 
     @property
     def model_epochs(self) -> int:
-        return len(self.candidates) * self.epochs
+        return (len(self.candidates) if self.trained is None else self.trained) * self.epochs
 
     def where(self) -> str:
         return f"solvers[{self.entry}].{'.'.join(PROBE_PATH)}"
@@ -67,7 +73,8 @@ class ProbeResult:
             f"{lr:.3g} → {'failed' if point is None else f'HV {score:.4g}'}"
             for lr, point, score in zip(self.candidates, self.points, self.scores, strict=True)
         )
-        chose = f"chose {self.chosen:.3g} ({self.model_epochs} model-epochs)"
+        shared = "" if self.trained in (None, len(self.candidates)) else ", the others shared with an earlier entry"
+        chose = f"chose {self.chosen:.3g} ({self.model_epochs} model-epochs{shared})"
         return f"learning-rate probe of `{self.where()}`: {tried}; {chose}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +92,7 @@ class ProbeResult:
             scores=tuple(-math.inf if s is None else float(s) for s in data["scores"]),
             chosen=float(data["chosen"]),
             epochs=int(data.get("epochs", PROBE_EPOCHS)),
+            trained=None if data.get("trained") is None else int(data["trained"]),
         )
 
 
@@ -150,30 +158,51 @@ def choose(plan: SearchPlan, points: list[tuple[float, ...] | None]) -> tuple[li
 def run_probes(
     plan: SearchPlan, log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
 ) -> tuple[SearchPlan, list[ProbeResult]]:
-    """Probe every entry that asks for it (Ray must be running); the plan with the chosen learning rates."""
-    results: list[ProbeResult] = []
-    config_data = plan.config.model_dump(mode="json")
-    for index, dist in pending_probes(plan.config):
-        candidates = candidates_of(dist)
+    """Probe every entry that asks for it (Ray must be running); the plan with the chosen learning rates.
+    Every entry's candidates run side by side; a candidate equal to another entry's is trained once."""
+    pending = [
+        (index, candidates, [probe_spec(plan.config, index, lr) for lr in candidates])
+        for index, candidates in ((i, candidates_of(d)) for i, d in pending_probes(plan.config))
+    ]
+    if not pending:
+        return plan, []
+    slot_of: dict[str, int] = {}  # a spec's identity -> its place in the list of models to train
+    unique: list[TrialSpec] = []
+    trained_by: dict[int, int] = {}  # entry -> how many of its candidates it trains itself
+    for index, candidates, specs in pending:
         log(f"[{plan.name}] learning-rate probe of `solvers[{index}].optimizer.lr`: "
             f"{len(candidates)} candidates in [{candidates[0]:.3g}, {candidates[-1]:.3g}], {PROBE_EPOCHS} epoch each")
-        points = _run_candidates(plan, [probe_spec(plan.config, index, lr) for lr in candidates], log)
+        trained_by[index] = 0
+        for spec in specs:
+            if _identity(spec) not in slot_of:
+                slot_of[_identity(spec)] = len(unique)
+                unique.append(spec)
+                trained_by[index] += 1
+    trained_points = _run_candidates(plan, unique, log)
+    results: list[ProbeResult] = []
+    config_data = plan.config.model_dump(mode="json")
+    for index, candidates, specs in pending:
+        points = [trained_points[slot_of[_identity(spec)]] for spec in specs]
         if all(p is None for p in points):
             raise SearchStopped(
                 f"learning-rate probe of `solvers[{index}].optimizer.lr`: every candidate failed (above); "
                 f"search '{plan.name}' stopped before its trials"
             )
         scores, best = choose(plan, points)
-        result = ProbeResult(index, candidates, tuple(points), tuple(scores), candidates[best])
+        trained = None if trained_by[index] == len(candidates) else trained_by[index]
+        result = ProbeResult(index, candidates, tuple(points), tuple(scores), candidates[best], trained=trained)
         log(f"[{plan.name}] {result.line()}")
         config_data["solvers"][index]["optimizer"]["lr"] = result.chosen
         results.append(result)
-    if not results:
-        return plan, []
     resolved = dataclasses.replace(
         plan, config=parse_config(config_data), probes=plan.probes + tuple(r.to_dict() for r in results)
     )
     return resolved, results
+
+
+def _identity(spec: TrialSpec) -> str:
+    """Equal for two specs that train the same model the same way (specs hold dicts: not hashable)."""
+    return json.dumps(dataclasses.asdict(spec), sort_keys=True, default=repr)
 
 
 def _run_candidates(
