@@ -141,6 +141,7 @@ class Method:
     interior: float = 0.0  # service: `population.interior` (preferences pulled toward equal weights)
     mode: str = "symmetric"  # service, with transfer: `population.transfer.mode`
     concurrent: int | None = None  # service: `search.max_concurrent_trials` (None: as many as there are slots)
+    size: int | None = None  # service: `population.size` (None: population_size(), the preset's K)
 
 
 METHODS: dict[str, Method] = {
@@ -191,6 +192,11 @@ METHODS: dict[str, Method] = {
             "mt2o-beneficial-probe-interior-seq", "ours", "service",
             "service: the headline's configuration, one trial at a time (as Optuna runs its trials)",
             scheduler="fifo", lr_probe=True, interior=0.3, mode="beneficial", concurrent=1,
+        ),
+        Method(
+            "mt2o-k3-beneficial-probe-interior-seq", "ours", "service",
+            "service: the headline's configuration with K = 3, one trial at a time (a small population first)",
+            scheduler="fifo", lr_probe=True, interior=0.3, mode="beneficial", concurrent=1, size=3,
         ),
     )
 }
@@ -950,7 +956,7 @@ def plan_jobs(args: argparse.Namespace, problem_name: str, num_tasks: int, libmo
                 "budget": args.budget,
                 "epochs": args.epochs,
                 "lr": list(lr),
-                "k": population_size(num_tasks),
+                "k": method.size or population_size(num_tasks),
                 "runner": method.runner,
                 "sampler": method.sampler,
                 "solver": method.solver,
