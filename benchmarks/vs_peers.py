@@ -142,6 +142,7 @@ class Method:
     mode: str = "symmetric"  # service, with transfer: `population.transfer.mode`
     concurrent: int | None = None  # service: `search.max_concurrent_trials` (None: as many as there are slots)
     size: int | None = None  # service: `population.size` (None: population_size(), the preset's K)
+    across: str = "same"  # service: `population.across_trials` (fill: later trials take the gaps' preferences)
 
 
 METHODS: dict[str, Method] = {
@@ -168,35 +169,121 @@ METHODS: dict[str, Method] = {
         Method("mt2o-fifo", "ours", "service", "service: method mt2o (eps0 0.3), FIFO", scheduler="fifo"),
         Method("mt2o-pareto-asha", "ours", "service", "service: method mt2o, Pareto-ASHA", scheduler="pareto_asha"),
         Method(
-            "mt2o-probe-fifo", "ours", "service", "service: method mt2o, lr probed once, FIFO", scheduler="fifo",
+            "mt2o-probe-fifo",
+            "ours",
+            "service",
+            "service: method mt2o, lr probed once, FIFO",
+            scheduler="fifo",
             lr_probe=True,
         ),
         Method(
-            "independent-probe-fifo", "ours", "service", "service: eps0 0, lr probed once, FIFO", eps0=0.0,
-            scheduler="fifo", lr_probe=True,
+            "independent-probe-fifo",
+            "ours",
+            "service",
+            "service: eps0 0, lr probed once, FIFO",
+            eps0=0.0,
+            scheduler="fifo",
+            lr_probe=True,
         ),
         Method(
-            "mt2o-probe-interior-fifo", "ours", "service", "service: method mt2o, lr probed, interior 0.3, FIFO",
-            scheduler="fifo", lr_probe=True, interior=0.3,
+            "mt2o-probe-interior-fifo",
+            "ours",
+            "service",
+            "service: method mt2o, lr probed, interior 0.3, FIFO",
+            scheduler="fifo",
+            lr_probe=True,
+            interior=0.3,
         ),
         Method(
-            "mt2o-beneficial-probe-interior-fifo", "ours", "service",
-            "service: method mt2o as it ships (beneficial transfer, interior 0.3), lr probed, FIFO", scheduler="fifo",
-            lr_probe=True, interior=0.3, mode="beneficial",
+            "mt2o-beneficial-probe-interior-fifo",
+            "ours",
+            "service",
+            "service: method mt2o as it ships (beneficial transfer, interior 0.3), lr probed, FIFO",
+            scheduler="fifo",
+            lr_probe=True,
+            interior=0.3,
+            mode="beneficial",
         ),
         Method(
-            "independent-probe-interior-fifo", "ours", "service", "service: eps0 0, lr probed, interior 0.3, FIFO",
-            eps0=0.0, scheduler="fifo", lr_probe=True, interior=0.3,
+            "independent-probe-interior-fifo",
+            "ours",
+            "service",
+            "service: eps0 0, lr probed, interior 0.3, FIFO",
+            eps0=0.0,
+            scheduler="fifo",
+            lr_probe=True,
+            interior=0.3,
         ),
         Method(
-            "mt2o-beneficial-probe-interior-seq", "ours", "service",
+            "mt2o-beneficial-probe-interior-seq",
+            "ours",
+            "service",
             "service: the headline's configuration, one trial at a time (as Optuna runs its trials)",
-            scheduler="fifo", lr_probe=True, interior=0.3, mode="beneficial", concurrent=1,
+            scheduler="fifo",
+            lr_probe=True,
+            interior=0.3,
+            mode="beneficial",
+            concurrent=1,
         ),
         Method(
-            "mt2o-k3-beneficial-probe-interior-seq", "ours", "service",
+            "mt2o-k3-beneficial-probe-interior-seq",
+            "ours",
+            "service",
             "service: the headline's configuration with K = 3, one trial at a time (a small population first)",
-            scheduler="fifo", lr_probe=True, interior=0.3, mode="beneficial", concurrent=1, size=3,
+            scheduler="fifo",
+            lr_probe=True,
+            interior=0.3,
+            mode="beneficial",
+            concurrent=1,
+            size=3,
+        ),
+        Method(
+            "mt2o-fill-fifo",
+            "ours",
+            "service",
+            "service: the headline's configuration, later trials fill the gaps between earlier trials' preferences",
+            scheduler="fifo",
+            lr_probe=True,
+            interior=0.3,
+            mode="beneficial",
+            across="fill",
+        ),
+        Method(
+            "mt2o-fill-seq",
+            "ours",
+            "service",
+            "service: mt2o-fill-fifo, one trial at a time",
+            scheduler="fifo",
+            lr_probe=True,
+            interior=0.3,
+            mode="beneficial",
+            across="fill",
+            concurrent=1,
+        ),
+        Method(
+            "mt2o-k3-fill-fifo",
+            "ours",
+            "service",
+            "service: mt2o-fill-fifo with K = 3 (a small population first, the gaps next)",
+            scheduler="fifo",
+            lr_probe=True,
+            interior=0.3,
+            mode="beneficial",
+            across="fill",
+            size=3,
+        ),
+        Method(
+            "mt2o-k3-fill-seq",
+            "ours",
+            "service",
+            "service: mt2o-k3-fill-fifo, one trial at a time",
+            scheduler="fifo",
+            lr_probe=True,
+            interior=0.3,
+            mode="beneficial",
+            across="fill",
+            size=3,
+            concurrent=1,
         ),
     )
 }
@@ -603,6 +690,7 @@ def service_config(job: dict[str, Any], method: Method, storage: Path, tracking_
         population.setdefault("transfer", {})["mode"] = method.mode
     # Always explicit: the rows measured before the preset's `interior: 0.3` keep meaning the ends and corners.
     population["interior"] = method.interior
+    population["across_trials"] = method.across  # explicit too: a preset default may change, a row's name must not
     lr = {"probe": list(job["lr"])} if method.lr_probe else {"loguniform": list(job["lr"])}
     entry: dict[str, Any] = {
         "label": method.name.split("-")[0],
@@ -874,7 +962,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 2), help="pool for the peers")
     parser.add_argument("--libmoon-python", default=DEFAULT_LIBMOON_PYTHON)
     parser.add_argument(
-        "--headline", default="mt2o-beneficial-probe-interior-fifo",
+        "--headline",
+        default="mt2o-beneficial-probe-interior-fifo",
         help="which of ours the last line reports (default: `method: mt2o` as the preset ships, lr given as a probe)",
     )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "vs_peers")

@@ -262,8 +262,9 @@ class SearchConfig(_Strict):
             )
         return self
 
-    def trial_spec(self, variant: int, sampled: Mapping[str, Any], seed: int) -> TrialSpec:
-        """The spec of one trial: solver entry ``variant`` with its sampled values."""
+    def trial_spec(self, variant: int, sampled: Mapping[str, Any], seed: int, repeat: int = 0) -> TrialSpec:
+        """The spec of one trial: solver entry ``variant`` with its sampled values; ``repeat``: which of the
+        entry's trials it is (0-based)."""
         data = {
             "problem": self.problem.name,
             "problem_args": dict(self.problem.args),
@@ -273,6 +274,7 @@ class SearchConfig(_Strict):
             "device": self.device,
             "affinity_every": self.diagnostics.affinity_every,
             "affinity_lookahead": self.diagnostics.affinity_lookahead,
+            "repeat": repeat,
             **copy.deepcopy(dict(sampled)),
         }
         return TrialSpec.from_dict(data)
@@ -348,8 +350,10 @@ def _check_distribution(dist: Distribution, where: str, algorithm: str) -> None:
 def _check_probe(dist: Distribution, where: str) -> None:
     allowed = f"[lo, hi] or [lo, hi, candidates] with 0 < lo < hi and 2 <= candidates <= {PROBE_MAX_CANDIDATES}"
     if not where.endswith(".".join(PROBE_PATH)):
-        raise ConfigError(f"`{where}`: probe finds a learning rate only; allowed here: choice, grid, uniform, "
-                          "loguniform, quniform, randint")
+        raise ConfigError(
+            f"`{where}`: probe finds a learning rate only; allowed here: choice, grid, uniform, "
+            "loguniform, quniform, randint"
+        )
     args = list(dist.args)
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in args)
     if len(args) not in (2, 3) or not numbers or not 0 < args[0] < args[1]:

@@ -21,7 +21,7 @@ from torch.func import functional_call
 from trials.batched import StackedMembers, batched_backward, batching_obstacle, functional_losses
 from trials.gradients import representation_gradients, task_gradients
 from trials.models import MultiTaskModel
-from trials.preferences import make_preferences, normalize_preferences, pull_to_centre
+from trials.preferences import normalize_preferences, pull_to_centre, trial_preferences
 from trials.problems.base import Batch, Problem
 from trials.solvers import Solver, StepContext, build_solver, solver_class
 from trials.spec import OptimizerSpec, TrialSpec
@@ -78,7 +78,10 @@ class Population:
         self.preferences = (
             normalize_preferences(pop.preferences, num_tasks)
             if pop.preferences is not None
-            else pull_to_centre(make_preferences(num_tasks, pop.size), pop.interior)
+            else pull_to_centre(
+                trial_preferences(num_tasks, pop.size, spec.repeat if pop.across_trials == "fill" else 0),
+                pop.interior,
+            )
         )
         template = problem.make_model().to(device)
         self.members: list[Member] = []

@@ -5,6 +5,10 @@ T=2: K evenly spaced angles on the quarter circle, each (cos φ, sin φ) normali
 spaced weights). T>=3: Das–Dennis reference directions from pymoo when K is one of its counts
 (3 tasks: 3, 6, 10, ...), else pymoo's Riesz s-energy directions, so that any K works for any T
 (the data plane's only pymoo import, lazily: the 2-task path needs none).
+
+Later trials of one search entry can take other directions (``population.across_trials: fill``):
+trial r's K directions are the ones farthest from every earlier trial's (a greedy maximin fill), so
+an entry's trials add trade-offs instead of repeating them.
 """
 
 from __future__ import annotations
@@ -64,6 +68,74 @@ def _energy_directions(num_tasks: int, size: int) -> Tensor:
     from pymoo.util.ref_dirs import get_reference_directions
 
     directions = get_reference_directions("energy", num_tasks, size, seed=1)
+    return torch.as_tensor(directions, dtype=torch.float64)
+
+
+# Candidate directions a filling trial chooses from: for T = 2, angles on the quarter circle this many steps apart
+# from each other (1024 steps: gaps halve ten times before two candidates coincide); for T >= 3, the finest
+# Das–Dennis grid with at most FILL_CANDIDATES points (T = 3: 4950, a step of 1/98).
+FILL_ANGLE_STEPS = 1024
+FILL_CANDIDATES = 5000
+# Two candidates this close in angular distance (radians) count as equally far: the tie goes to the one nearer
+# equal weights, so the fill does not depend on float noise and spends ties on balanced trade-offs.
+FILL_TIE_TOLERANCE = 1e-9
+
+
+def trial_preferences(num_tasks: int, size: int, trial: int) -> Tensor:
+    """The generated preferences of an entry's ``trial``-th trial (0-based), shape ``(size, num_tasks)``.
+
+    Trial 0 takes :func:`make_preferences`. Trial r >= 1 takes, one at a time, the candidate direction whose
+    angular distance to every direction already taken (by trials 0..r-1 and earlier picks of trial r) is largest:
+    for T = 2 and K = 5, trial 1 gets the four midpoints of trial 0's angles and then the middle of a gap next to
+    equal weights. Each trial's set depends only on the trials before it, so adding trials never changes earlier
+    ones (a resumed or extended search stays consistent)."""
+    if trial < 0:
+        raise ValueError(f"trial must be >= 0, found {trial}")
+    if trial == 0 or num_tasks == 1:  # one task: every direction is the same
+        return make_preferences(num_tasks, size)
+    return _filled(num_tasks, size, trial).clone()
+
+
+@functools.lru_cache(maxsize=64)
+def _filled(num_tasks: int, size: int, trial: int) -> Tensor:
+    candidates = _fill_candidates(num_tasks)
+    taken = [make_preferences(num_tasks, size)] + [_filled(num_tasks, size, r) for r in range(1, trial)]
+    unit = candidates / candidates.norm(dim=1, keepdim=True)
+    centre = torch.full((num_tasks,), num_tasks**-0.5, dtype=torch.float64)
+    to_centre = _angle(unit @ centre)
+
+    def nearest_angle(directions: Tensor) -> Tensor:
+        rows = directions / directions.norm(dim=1, keepdim=True)
+        return _angle(unit @ rows.T).min(dim=1).values
+
+    distance = torch.stack([nearest_angle(t) for t in taken]).min(dim=0).values
+    picks = []
+    for _ in range(size):
+        best = distance.max()
+        tied = (distance >= best - FILL_TIE_TOLERANCE).nonzero().flatten()
+        balanced = tied[to_centre[tied] <= to_centre[tied].min() + FILL_TIE_TOLERANCE]
+        pick = int(balanced[0])  # still tied (mirror images about the centre): the lower index, task 0 first
+        picks.append(pick)
+        distance = torch.minimum(distance, nearest_angle(candidates[pick : pick + 1]))
+    chosen = candidates[picks]
+    order = torch.argsort(chosen[:, 0], descending=True, stable=True)  # as make_preferences: task 0's weight falls
+    return chosen[order]
+
+
+def _angle(cosines: Tensor) -> Tensor:
+    return torch.arccos(cosines.clamp(-1.0, 1.0))
+
+
+@functools.lru_cache(maxsize=8)
+def _fill_candidates(num_tasks: int) -> Tensor:
+    if num_tasks == 2:
+        angles = torch.linspace(0.0, math.pi / 2, FILL_ANGLE_STEPS + 1, dtype=torch.float64)
+        directions = torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
+        return directions / directions.sum(dim=1, keepdim=True)
+    from pymoo.util.ref_dirs import get_reference_directions
+
+    partitions = len(das_dennis_sizes(num_tasks, FILL_CANDIDATES))
+    directions = get_reference_directions("das-dennis", num_tasks, n_partitions=partitions)
     return torch.as_tensor(directions, dtype=torch.float64)
 
 

@@ -21,6 +21,7 @@ TransferRule = Literal["periodic", "mtgd"]
 TransferScope = Literal["trunk", "all"]
 AffinityLookahead = Literal["optimizer", "sgd"]
 Execution = Literal["auto", "sequential", "batched"]
+AcrossTrials = Literal["same", "fill"]
 
 
 class SpecError(ValueError):
@@ -149,8 +150,19 @@ class PopulationSpec:
     # of worst acceptable values they add little HV); 0.3 spends them on trade-offs instead (vs_peers.py, issue 13:
     # related3 HV 18.5 → 23.5 for K = 6 without transfer). Explicit `preferences` are used as given.
     interior: float = 0.0
+    # How the generated preferences change from one trial of a search entry to the next (TrialSpec.repeat):
+    # "same" trains every trial on the same K; "fill" gives trial r >= 1 the K directions farthest from every
+    # earlier trial's (trials/preferences.py), so repeated trials add trade-offs to the front instead of
+    # re-training the ones it has. Trial 0 is the same under both. Explicit `preferences` are used in every trial.
+    across_trials: AcrossTrials = "same"
 
     def __post_init__(self) -> None:
+        _check(
+            self.across_trials in ("same", "fill"),
+            "population.across_trials",
+            self.across_trials,
+            "same or fill",
+        )
         _check(
             isinstance(self.size, int) and not isinstance(self.size, bool) and self.size >= 1,
             "population.size",
@@ -205,6 +217,9 @@ class TrialSpec:
     # "optimizer": the member optimizer's real next update (momentum, Adam moments; TAG's CelebA
     # choice); "sgd": θ − lr·g_i at the optimizer's current lr (the textbook definition).
     affinity_lookahead: AffinityLookahead = "optimizer"
+    # Which of its search entry's trials this is (0, 1, ...: the service numbers them in the order Tune makes
+    # them; a run outside a search is trial 0). With `population.across_trials: fill` it picks the preferences.
+    repeat: int = 0
 
     def __post_init__(self) -> None:
         _check(isinstance(self.problem, str) and bool(self.problem), "problem", self.problem, "a problem name")
@@ -233,6 +248,12 @@ class TrialSpec:
             "affinity_every",
             self.affinity_every,
             "an integer >= 0 (0 = off)",
+        )
+        _check(
+            isinstance(self.repeat, int) and not isinstance(self.repeat, bool) and self.repeat >= 0,
+            "repeat",
+            self.repeat,
+            "an integer >= 0",
         )
         _check(
             self.affinity_lookahead in ("optimizer", "sgd"),

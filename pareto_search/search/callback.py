@@ -56,14 +56,16 @@ def trial_params(trial_config: dict[str, Any]) -> dict[str, Any]:
     A config of another shape (a trial Tune made up after failing to restore its state) is logged as it
     is, flattened: the callback never fails on it."""
     try:
+        repeat: dict[str, Any] = {}  # grid/random: which of its entry's trials this is (optuna has no repeats)
         if "entry" in trial_config:
             values, variant = trial_config["entry"]["values"], trial_config["entry"]["variant"]
+            repeat = {"repeat": trial_config["entry"].get("repeat", 0)}
         else:
             variant = trial_config["variant"]
             values = trial_config[f"v{variant}"]
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):
         return _flatten(trial_config) if isinstance(trial_config, dict) else {"config": str(trial_config)}
-    return {"variant": variant, "seed": trial_config.get("seed"), **_flatten(values)}
+    return {"variant": variant, **repeat, "seed": trial_config.get("seed"), **_flatten(values)}
 
 
 # Search name -> its plan file folder, in the driver process that runs it. A restored callback (unpickled

@@ -29,7 +29,7 @@ from pareto_search.search.callback import SearchCallback, bind_location
 from pareto_search.search.lr_probe import pending_probes, run_probes
 from pareto_search.search.outage import TrackingUnavailable, fail_fast_http, is_outage
 from pareto_search.search.resources import PendingWatch, PlacementTimeout, check_requests_fit, node_resources
-from pareto_search.search.space import param_space
+from pareto_search.search.space import param_space, tune_num_samples
 from pareto_search.search.trainable import run_trial
 from pareto_search.search.tune_state import check_experiment_state
 from pareto_search.storage import StorageError, check_reachable
@@ -193,7 +193,7 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
             tune_config=tune.TuneConfig(
                 search_alg=_searcher(plan),
                 scheduler=scheduler,
-                num_samples=search.num_samples,
+                num_samples=tune_num_samples(plan.config),
                 # Optuna's Searcher: Tune wraps it in a ConcurrencyLimiter; the generator has it already (above).
                 max_concurrent_trials=search.max_concurrent_trials if search.algorithm == "optuna" else None,
                 reuse_actors=search.reuse_actors,
