@@ -36,9 +36,9 @@ log-uniform in the same range ``--lr-range``):
   budget is spent. LibMOON's PMTL is written for two objectives only: on a 3-task problem our ``pmtl`` stands in
   and the record says so. Without the LibMOON venv our ``epo`` / ``pmtl`` solvers (K = 5) stand in, said so.
 - ours, through the real service (``pareto_search.search.runner.run_search``: its Tune set-up, trainable,
-  scheduler and global front), the configuration a user writes without tuning: ``method: mt2o`` (linear, K = 5,
-  periodic transfer eps0 0.3; K = 6, a Das-Dennis count, on 3 tasks: the runs here predate the service's
-  energy directions for other K, when it refused the preset's 5 there) and the same with
+  scheduler and global front), the configuration a user writes without tuning: ``method: mt2o`` (the rows
+  name their K: the preset's K = 3 with ``across_trials: fill`` since 2026-12-06; K = 5 before, and K = 6, a
+  Das-Dennis count, on 3 tasks: those runs predate the service's energy directions for other K) and the same with
   ``transfer: {eps0: 0}`` (independent scalarizations), the learning rate
   ``{loguniform: [lo, hi]}``, ``search.algorithm: random``, each with ``scheduler: fifo`` (the default) and
   ``pareto_asha`` (grace 1, eta 3: the defaults). ``num_samples`` is ceil(budget / (K x epochs)) for FIFO and
@@ -58,7 +58,8 @@ peer's final mean HV) / (model-epochs the peer's mean curve needed to reach it);
 that ours does not reach it within the budget. A difference "exceeds the seed spread" when the means differ by more
 than the sum of the two standard deviations (mt2o_evidence.beyond_spread). The last line printed is
 ``budget ratio R to reach the best peer's final HV (<peer>, <problem>)`` for ``--headline`` (default
-``mt2o-fifo``: ``method: mt2o`` with the service's default scheduler) on the last problem.
+``mt2o-k3-fill-fifo``: ``method: mt2o`` as it ships, with the service's default scheduler and the range given as
+a probe) on the last problem.
 
 Runs are cached in <out>/runs.jsonl by (problem, n_train, method, seed, budget, epochs, lr range): a rerun computes
 only what is missing (``--quick`` never reads the cache: it checks the current code). Writes
@@ -198,7 +199,8 @@ METHODS: dict[str, Method] = {
             "mt2o-beneficial-probe-interior-fifo",
             "ours",
             "service",
-            "service: method mt2o as it ships (beneficial transfer, interior 0.3), lr probed, FIFO",
+            "service: method mt2o as it shipped until K = 3 / fill (K = 5, beneficial transfer, interior 0.3), "
+            "lr probed, FIFO",
             scheduler="fifo",
             lr_probe=True,
             interior=0.3,
@@ -291,7 +293,8 @@ DEFAULT_METHODS = [m for m in METHODS if m not in ("epo", "pmtl")]  # our EPO/PM
 
 
 def population_size(num_tasks: int) -> int:
-    """K of every population method: the preset's 5, or 6 on 3 tasks (the Das-Dennis count the service accepts)."""
+    """K of a population row that does not name one: 5, or 6 on 3 tasks (the preset's K, and the Das-Dennis count
+    the service then accepted, when those rows were measured; the preset's K = 3 rows say `k3`)."""
     return 5 if num_tasks == 2 else 6
 
 
@@ -683,7 +686,7 @@ def run_tune_asha(job: dict[str, Any], storage: Path, problem: Any) -> dict[str,
 def service_config(job: dict[str, Any], method: Method, storage: Path, tracking_uri: str) -> dict[str, Any]:
     """What a user writes: the mt2o preset, the lr range, a scheduler by name; nothing tuned."""
     k, epochs = job["k"], job["epochs"]
-    population: dict[str, Any] = {} if k == 5 else {"size": k}
+    population: dict[str, Any] = {"size": k}  # explicit: the preset's K changed (5 -> 3), a row's meaning must not
     if method.eps0 is not None:
         population["transfer"] = {"eps0": method.eps0}
     if method.eps0 is None or method.eps0 > 0:  # explicit, as `interior` below: the preset's mode changed since
@@ -963,7 +966,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--libmoon-python", default=DEFAULT_LIBMOON_PYTHON)
     parser.add_argument(
         "--headline",
-        default="mt2o-beneficial-probe-interior-fifo",
+        default="mt2o-k3-fill-fifo",
         help="which of ours the last line reports (default: `method: mt2o` as the preset ships, lr given as a probe)",
     )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "vs_peers")
@@ -981,9 +984,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.problems, args.seeds, args.no_cache, args.overlap = "zdt1", "0,1,2", True, True
         # Each Ray-based run costs ~8 s of search set-up here whatever it trains: the quick check keeps the headline
-        # (the preset with the lr probed), the preset before its levers (mt2o-fifo: corners, lr drawn) and the peers;
-        # LibMOON's PMTL (the weaker of its two on zdt1) stays out.
-        args.methods = "optuna-tpe,optuna-nsga2,tune-asha,libmoon-epo,mt2o-fifo,mt2o-beneficial-probe-interior-fifo"
+        # (the preset as it ships, lr probed), the preset before its levers (mt2o-fifo: corners, lr drawn) and the
+        # peers; LibMOON's PMTL (the weaker of its two on zdt1) stays out.
+        args.methods = "optuna-tpe,optuna-nsga2,tune-asha,libmoon-epo,mt2o-fifo,mt2o-k3-fill-fifo"
         args.out = args.out / "quick"
     if args.budget is None:
         args.budget = 10 * args.epochs  # the issue's example: 10 models of 5 epochs

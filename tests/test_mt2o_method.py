@@ -45,8 +45,9 @@ def test_method_mt2o_expands_to_the_preset_and_the_entry_wins() -> None:
         }
     )
     preset, custom = config.solvers
-    assert preset.solver == MT2O.solver and preset.population == MT2O.population and preset.display_label() == "mt2o-k5"
+    assert preset.solver == MT2O.solver and preset.population == MT2O.population and preset.display_label() == "mt2o-k3"
     assert preset.population["interior"] == 0.3  # no member trains one task alone (presets.py: why)
+    assert preset.population["across_trials"] == "fill"  # later trials fill the gaps (presets.py: why)
     assert custom.population["size"] == 3 and custom.population["transfer"]["eps0"] == {"choice": [0, 1]}
     assert custom.population["transfer"]["rule"] == MT2O.population["transfer"]["rule"]  # kept from the preset
     assert merge({"a": {"b": 1, "c": 2}}, {"a": {"c": {"grid": [3]}}}) == {"a": {"b": 1, "c": {"grid": [3]}}}
@@ -86,8 +87,9 @@ def test_a_bad_method_entry_is_one_line(entry, message) -> None:
 
 
 def test_the_untuned_preset_runs_on_a_three_task_problem() -> None:
-    """`method: mt2o` (K = 5) on 3 tasks: 5 is no Das–Dennis count, so the members get 5 Riesz-energy preference
-    vectors instead of a refusal (vs_peers.py found the untuned default refused on every 3-task problem)."""
+    """`method: mt2o` with K = 5 on 3 tasks: 5 is no Das–Dennis count, so the members get 5 Riesz-energy preference
+    vectors instead of a refusal (vs_peers.py found the then-untuned default, K = 5, refused on every 3-task
+    problem)."""
     from pareto_search.plan import make_plan
 
     config = parse_config(
@@ -95,7 +97,7 @@ def test_the_untuned_preset_runs_on_a_three_task_problem() -> None:
             "name": "three",
             "problem": {"name": "related3", "args": {"n_train": 64, "n_val": 32, "n_test": 32}},
             "epochs": 1,
-            "solvers": [{"method": "mt2o"}],
+            "solvers": [{"method": "mt2o", "population": {"size": 5}}],
         }
     )
     plan = make_plan(config)

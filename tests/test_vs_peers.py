@@ -102,26 +102,32 @@ def test_service_configs_are_the_untuned_defaults_within_the_budget(tmp_path: Pa
     job = {"problem": "zdt1", "n_train": 0, "seed": 1, "budget": 50, "epochs": 5, "lr": [0.005, 0.05], "k": 5}
     fifo = vs_peers.service_config(job, vs_peers.METHODS["mt2o-fifo"], tmp_path, "sqlite:///x.db")
     asha = vs_peers.service_config(job, vs_peers.METHODS["independent-pareto-asha"], tmp_path, "sqlite:///x.db")
-    headline = vs_peers.METHODS["mt2o-beneficial-probe-interior-fifo"]
-    default = vs_peers.service_config(job, headline, tmp_path, "sqlite:///x.db")
+    headline = vs_peers.METHODS["mt2o-k3-fill-fifo"]
+    default = vs_peers.service_config(job | {"k": 3}, headline, tmp_path, "sqlite:///x.db")
     assert fifo["search"]["num_samples"] == 2 and asha["search"]["num_samples"] == 10
     assert fifo["solvers"][0] == {
         "label": "mt2o",
         "method": "mt2o",
         # Explicit: the rows measured before the preset pulled preferences inward and took beneficial transfer.
-        "population": {"interior": 0.0, "transfer": {"mode": "symmetric"}},
+        "population": {"size": 5, "interior": 0.0, "across_trials": "same", "transfer": {"mode": "symmetric"}},
         "optimizer": {"name": "adam", "lr": {"loguniform": [0.005, 0.05]}},
     }
-    assert asha["solvers"][0]["population"] == {"transfer": {"eps0": 0.0}, "interior": 0.0}
+    assert asha["solvers"][0]["population"] == {
+        "size": 5,
+        "transfer": {"eps0": 0.0},
+        "interior": 0.0,
+        "across_trials": "same",
+    }
     assert asha["search"]["scheduler"] == {"name": "pareto_asha"}
-    # The headline: the preset as it ships (interior 0.3) with the range given as a probe, which is charged to the
-    # budget (4 model-epochs) before the trials: (50 - 4) / 25 -> 2 trials.
+    # The headline: the preset as it ships (K = 3, interior 0.3, later trials fill the gaps) with the range given
+    # as a probe, which is charged to the budget (4 model-epochs) before the trials: (50 - 4) / 15 -> 4 trials.
     from trials.presets import MT2O
 
-    preset = {"interior": MT2O.population["interior"], "transfer": {"mode": MT2O.population["transfer"]["mode"]}}
+    preset = {key: MT2O.population[key] for key in ("size", "interior", "across_trials")}
+    preset["transfer"] = {"mode": MT2O.population["transfer"]["mode"]}
     assert default["solvers"][0]["population"] == preset
     assert default["solvers"][0]["optimizer"]["lr"] == {"probe": [0.005, 0.05]}
-    assert default["search"]["num_samples"] == 2
+    assert default["search"]["num_samples"] == 4
     assert vs_peers.probe_cost(headline) == 4 and vs_peers.parse_args([]).headline == headline.name
     for config in (fifo, asha, default):
         parse_config(config)  # the service accepts them as they are
