@@ -228,6 +228,17 @@ METHODS: dict[str, Method] = {
             concurrent=1,
         ),
         Method(
+            "mt2o-k3-beneficial-probe-interior-fifo",
+            "ours",
+            "service",
+            "service: the headline's configuration with K = 3, every trial the same preferences (K's share alone)",
+            scheduler="fifo",
+            lr_probe=True,
+            interior=0.3,
+            mode="beneficial",
+            size=3,
+        ),
+        Method(
             "mt2o-k3-beneficial-probe-interior-seq",
             "ours",
             "service",

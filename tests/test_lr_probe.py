@@ -33,6 +33,8 @@ from pareto_search.search import lr_probe
 from pareto_search.search.lr_probe import PROBE_EPOCHS, PROBE_TOLERANCE, ProbeResult, choose, probe_spec, run_probes
 from pareto_search.search.runner import run_search
 from trials.loop import Trainer
+from trials.preferences import pull_to_centre, trial_preferences
+from trials.presets import MT2O
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -172,6 +174,16 @@ def test_every_trial_uses_the_probed_rate_and_resume_does_not_probe_again(tmp_pa
     analysis = ExperimentAnalysis(str(tmp_path / "searches" / "probe"))
     rates = [t.config["entry"]["values"]["optimizer"]["lr"] for t in analysis.trials]
     assert rates == [chosen, chosen]
+    # The preset's `across_trials: fill`: the entry's second trial (repeat 1) trains the gaps between the first's
+    # preferences, so the search's 6 members hold 6 distinct trade-offs (and resume, below, keeps them).
+    assert sorted(t.config["entry"]["repeat"] for t in analysis.trials) == [0, 1]
+    expected = {
+        tuple(round(v, 9) for v in row)
+        for repeat in (0, 1)
+        for row in pull_to_centre(trial_preferences(2, 3, repeat), MT2O.population["interior"]).tolist()
+    }
+    trained = {tuple(round(v, 9) for v in p.data["preference"]) for p in outcome.front.points.values()}
+    assert trained == expected and len(expected) == 6
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     parent = client.get_run(saved["parent_run_id"])
     assert float(parent.data.tags["pareto_search.lr_probe.solvers.0.lr"]) == pytest.approx(chosen)
