@@ -58,9 +58,9 @@ def test_a_trial_depends_only_on_the_trials_before_it() -> None:
     trials asked for in order (a resumed or extended search keeps the preferences its trials started with)."""
     from trials import preferences
 
-    preferences._filled.cache_clear()
+    preferences._FILLS.clear()
     backwards = {r: trial_preferences(3, 6, r) for r in (3, 2, 1)}
-    preferences._filled.cache_clear()
+    preferences._FILLS.clear()
     in_order = {r: trial_preferences(3, 6, r) for r in (1, 2, 3)}
     assert all(torch.equal(backwards[r], in_order[r]) for r in (1, 2, 3))
     assert not torch.equal(in_order[1], in_order[2])

@@ -96,30 +96,52 @@ def trial_preferences(num_tasks: int, size: int, trial: int) -> Tensor:
     return _filled(num_tasks, size, trial).clone()
 
 
-@functools.lru_cache(maxsize=64)
-def _filled(num_tasks: int, size: int, trial: int) -> Tensor:
-    candidates = _fill_candidates(num_tasks)
-    taken = [make_preferences(num_tasks, size)] + [_filled(num_tasks, size, r) for r in range(1, trial)]
-    unit = candidates / candidates.norm(dim=1, keepdim=True)
-    centre = torch.full((num_tasks,), num_tasks**-0.5, dtype=torch.float64)
-    to_centre = _angle(unit @ centre)
+class _Fill:
+    """The fill of one (num_tasks, size): the sets of trials 0, 1, 2, ... grown in order and kept (trial r needs
+    every earlier one), with each candidate's angle to its nearest taken direction, updated pick by pick, so that
+    trial r costs r·K passes over the candidates in all instead of r² (trial 200 on 3 tasks: 20 s -> < 1 s)."""
 
-    def nearest_angle(directions: Tensor) -> Tensor:
+    def __init__(self, num_tasks: int, size: int) -> None:
+        self.size = size
+        self.candidates = _fill_candidates(num_tasks)
+        self.unit = self.candidates / self.candidates.norm(dim=1, keepdim=True)
+        centre = torch.full((num_tasks,), num_tasks**-0.5, dtype=torch.float64)
+        self.to_centre = _angle(self.unit @ centre)
+        self.sets = [make_preferences(num_tasks, size)]
+        self.distance = self._nearest_angle(self.sets[0])
+
+    def _nearest_angle(self, directions: Tensor) -> Tensor:
         rows = directions / directions.norm(dim=1, keepdim=True)
-        return _angle(unit @ rows.T).min(dim=1).values
+        return _angle(self.unit @ rows.T).min(dim=1).values
 
-    distance = torch.stack([nearest_angle(t) for t in taken]).min(dim=0).values
-    picks = []
-    for _ in range(size):
-        best = distance.max()
-        tied = (distance >= best - FILL_TIE_TOLERANCE).nonzero().flatten()
-        balanced = tied[to_centre[tied] <= to_centre[tied].min() + FILL_TIE_TOLERANCE]
-        pick = int(balanced[0])  # still tied (mirror images about the centre): the lower index, task 0 first
-        picks.append(pick)
-        distance = torch.minimum(distance, nearest_angle(candidates[pick : pick + 1]))
-    chosen = candidates[picks]
-    order = torch.argsort(chosen[:, 0], descending=True, stable=True)  # as make_preferences: task 0's weight falls
-    return chosen[order]
+    def trial(self, trial: int) -> Tensor:
+        while len(self.sets) <= trial:
+            self.sets.append(self._next())
+        return self.sets[trial]
+
+    def _next(self) -> Tensor:
+        """The ``size`` candidates farthest, one greedy pick at a time, from every direction taken so far."""
+        picks = []
+        for _ in range(self.size):
+            best = self.distance.max()
+            tied = (self.distance >= best - FILL_TIE_TOLERANCE).nonzero().flatten()
+            balanced = tied[self.to_centre[tied] <= self.to_centre[tied].min() + FILL_TIE_TOLERANCE]
+            pick = int(balanced[0])  # still tied (mirror images about the centre): the lower index, task 0 first
+            picks.append(pick)
+            self.distance = torch.minimum(self.distance, self._nearest_angle(self.candidates[pick : pick + 1]))
+        chosen = self.candidates[picks]
+        order = torch.argsort(chosen[:, 0], descending=True, stable=True)  # as make_preferences: task 0's falls
+        return chosen[order]
+
+
+_FILLS: dict[tuple[int, int], _Fill] = {}
+
+
+def _filled(num_tasks: int, size: int, trial: int) -> Tensor:
+    fill = _FILLS.get((num_tasks, size))
+    if fill is None:
+        fill = _FILLS[(num_tasks, size)] = _Fill(num_tasks, size)
+    return fill.trial(trial)
 
 
 def _angle(cosines: Tensor) -> Tensor:
