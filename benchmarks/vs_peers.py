@@ -45,7 +45,14 @@ log-uniform in the same range ``--lr-range``):
   ceil(budget / K) for Pareto-ASHA; a Tune stopper (added to the service's RunConfig by this benchmark only)
   ends the search once the budget is spent, so that both schedulers are measured on the same budget.
 
-Ray starts once per benchmark process (2 CPUs, 1 per trial); the Trainer- and LibMOON-based peers run in a
+**Slots.** Ray starts once per benchmark process with ``--slots`` CPUs (default: this machine's count), 1 per trial:
+the Ray-based methods (ours, ``tune-asha``) run that many trials side by side. Optuna's ``study.optimize``, LibMOON's
+loop and our stand-ins train one model at a time whatever ``--slots`` says. ``--slots 1`` is every method on one
+slot, what one GPU gives (``gpus_per_trial: 1``: Ray places one trial per GPU): the equal-resources comparison.
+Since trials side by side report in another order than one at a time, and the curves follow that order, the slots
+are part of a Ray-based run's cache key; the others' runs serve every ``--slots``.
+
+The Trainer- and LibMOON-based peers run in a
 process pool of ``--workers`` (one torch thread each), before the Ray-based methods of the same problem, or beside
 them with ``--overlap`` (``--quick`` does: Ray's start-up and its idle waits are then used), at Ray's worker niceness
 so that neither starves the other. Wall times are secondary: with ``--overlap`` every method shares the cores.
@@ -61,11 +68,11 @@ than the sum of the two standard deviations (mt2o_evidence.beyond_spread). The l
 ``mt2o-k3-fill-fifo``: ``method: mt2o`` as it ships, with the service's default scheduler and the range given as
 a probe) on the last problem.
 
-Runs are cached in <out>/runs.jsonl by (problem, n_train, method, seed, budget, epochs, lr range): a rerun computes
-only what is missing (``--quick`` never reads the cache: it checks the current code). Writes
-<out>/summary-<problems>-b<budget>-e<epochs>.md, <out>/<problem>_<n_train>_b<budget>_hv.png (HV vs model-epochs,
-mean ± std) and logs them to MLflow (experiment ``vs-peers``; the service's searches go to ``vs-peers-searches``; a
-sqlite store in <out> unless --tracking-uri).
+Runs are cached in <out>/runs.jsonl by (problem, n_train, method, seed, budget, epochs, lr range, slots): a rerun
+computes only what is missing (``--quick`` never reads the cache: it checks the current code). Writes
+<out>/summary-<problems>-b<budget>-e<epochs>-s<slots>.md, <out>/<problem>_<n_train>_b<budget>_s<slots>_hv.png (HV vs
+model-epochs, mean ± std) and logs them to MLflow (experiment ``vs-peers``; the service's searches go to
+``vs-peers-searches``; a sqlite store in <out> unless --tracking-uri).
 """
 
 from __future__ import annotations
@@ -413,10 +420,20 @@ def ratio_line(ratio: float, peer: str, problem: str) -> str:
 # -- jobs -----------------------------------------------------------------------------------------------------
 
 
+RAY_RUNNERS = ("service", "tune-asha")  # the runners whose trials share --slots; the others run one model at a time
+
+
+def job_slots(job: dict[str, Any]) -> int:
+    """Slots a run had: --slots for the Ray-based runners, 1 for the pool's (one model at a time, whatever --slots)."""
+    return int(job["slots"]) if job["runner"] in RAY_RUNNERS else 1
+
+
 def _key(job: dict[str, Any]) -> tuple:
     lr = tuple(float(v) for v in job["lr"])
+    # Slots are part of a run's identity: trials side by side report in another order than one at a time, and the
+    # budget curve follows that order (a 1-slot run is what one GPU gives every method).
     return (job["problem"], int(job["n_train"]), job["method"], int(job["seed"]), int(job["budget"]),
-            int(job["epochs"]), lr)  # fmt: skip
+            int(job["epochs"]), lr, job_slots(job))  # fmt: skip
 
 
 def load_cache(path: Path) -> dict[tuple, dict[str, Any]]:
@@ -863,11 +880,11 @@ def _budget(value: float) -> str:
     return "never" if math.isinf(value) else f"{value:.1f}"
 
 
-def table_lines(problem: str, args: dict[str, Any], budget: int, epochs: int, rows: list[Row]) -> list[str]:
+def table_lines(problem: str, args: dict[str, Any], budget: int, epochs: int, slots: int, rows: list[Row]) -> list[str]:
     best_final = max(r.final[0] for r in rows)
     size = f", n_train {args['n_train']}" if "n_train" in args else ""
     lines = [
-        f"### {problem}{size}: budget {budget} model-epochs, {epochs} epochs per model",
+        f"### {problem}{size}: budget {budget} model-epochs, {epochs} epochs per model, {slots} Ray slot(s)",
         "",
         f"best final mean HV of any method: {best_final:.4f}; targets {TARGETS[0]:g} × = {TARGETS[0] * best_final:.4f}"
         f" and {TARGETS[1]:g} × = {TARGETS[1] * best_final:.4f}. Model-epochs to a target: on the mean curve, "
@@ -915,7 +932,7 @@ def table_lines(problem: str, args: dict[str, Any], budget: int, epochs: int, ro
 # -- plots and MLflow -----------------------------------------------------------------------------------------
 
 
-def plot(problem: str, args: dict[str, Any], budget: int, rows: list[Row], out: Path) -> Path:
+def plot(problem: str, args: dict[str, Any], budget: int, slots: int, rows: list[Row], out: Path) -> Path:
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
@@ -936,10 +953,14 @@ def plot(problem: str, args: dict[str, Any], budget: int, rows: list[Row], out: 
     ax.set_xlabel("cumulative model-epochs (one member, one epoch)")
     ax.set_ylabel("HV of the cumulative front (mean ± std over seeds)")
     size = f", n_train {args['n_train']}" if "n_train" in args else ""
-    ax.set_title(f"{problem}{size}: ours (solid) vs peers (dashed); dotted: 95 % / 98 % of the best final HV")
+    ax.set_title(
+        f"{problem}{size}, {slots} slot{'s' if slots > 1 else ''}: ours (solid) vs peers (dashed); "
+        "dotted: 95 % / 98 % of the best final HV",
+        fontsize=9,
+    )
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.subplots_adjust(left=0.08, right=0.76)
-    path = out / f"{problem}_{args.get('n_train', 'syn')}_b{budget}_hv.png"
+    path = out / f"{problem}_{args.get('n_train', 'syn')}_b{budget}_s{slots}_hv.png"
     fig.savefig(path, dpi=110)
     return path
 
@@ -1184,8 +1205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         rows = summarize(records, args.budget)
         problem_args = PROBLEMS[problem_name].args(args.n_train)
-        lines += table_lines(problem_name, problem_args, args.budget, args.epochs, rows)
-        files.append(plot(problem_name, problem_args, args.budget, rows, args.out))
+        lines += table_lines(problem_name, problem_args, args.budget, args.epochs, args.slots, rows)
+        files.append(plot(problem_name, problem_args, args.budget, args.slots, rows, args.out))
         head = headline(rows)
         if head is not None:
             for name, (_, ratio) in head.ratios.items():
@@ -1193,7 +1214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.headline in head.ratios:
                 last = (head.ratios[args.headline][1], head.peer, problem_name)
     # Named by its problems too: one budget serves several problems, and each run must not overwrite another's.
-    summary = args.out / f"summary-{'+'.join(problems)}-b{args.budget}-e{args.epochs}.md"
+    summary = args.out / f"summary-{'+'.join(problems)}-b{args.budget}-e{args.epochs}-s{args.slots}.md"
     summary.write_text("\n".join(lines))
     files.append(summary)
     print("\n".join(lines))

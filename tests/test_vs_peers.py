@@ -133,6 +133,19 @@ def test_service_configs_are_the_untuned_defaults_within_the_budget(tmp_path: Pa
         parse_config(config)  # the service accepts them as they are
 
 
+def test_a_runs_slots_are_part_of_its_cache_key_only_where_trials_share_them() -> None:
+    job = {"problem": "multi_mnist", "n_train": 6000, "method": "mt2o-k3-fill-fifo", "seed": 0, "budget": 50,
+           "epochs": 5, "lr": [0.001, 0.01], "runner": "service", "slots": 2}  # fmt: skip
+    one_slot = job | {"slots": 1}
+    # The service (and Tune) at 1 slot runs its trials one at a time: another curve, so another run.
+    assert vs_peers._key(job) != vs_peers._key(one_slot) and vs_peers._key(one_slot)[-1] == 1
+    assert vs_peers._key(job | {"runner": "tune-asha"}) != vs_peers._key(one_slot | {"runner": "tune-asha"})
+    # Optuna, LibMOON and our stand-ins train one model at a time whatever --slots says: one run serves both.
+    for runner in ("optuna", "libmoon", "trainer"):
+        assert vs_peers._key(job | {"runner": runner}) == vs_peers._key(one_slot | {"runner": runner})
+        assert vs_peers._key(job | {"runner": runner})[-1] == 1
+
+
 @pytest.mark.slow
 def test_quick_mode_ends_with_the_ratio_line(tmp_path) -> None:
     """`--quick` as every change runs it: all peers (LibMOON's stand-ins where its venv is absent) and ours on zdt1,
