@@ -1,7 +1,8 @@
 """pareto_search against what its users would write instead: the same problem, the same budget in model-epochs,
 the same learning-rate range, side by side in one run, over several seeds (issue 13's headline number).
 
-    .venv/bin/python benchmarks/vs_peers.py --quick                  # zdt1, 3 seeds, 2.5 min: ends with the ratio line
+    .venv/bin/python benchmarks/vs_peers.py --quick                  # zdt1, 3 seeds, 1.5 min: ends with the ratio line
+    .venv/bin/python benchmarks/vs_peers.py --problems multi_mnist --slots 2   # ours and Tune: 2 trials side by side
     .venv/bin/python benchmarks/vs_peers.py --problems multi_mnist --seeds 0,1,2
     .venv/bin/python benchmarks/vs_peers.py --problems multi_mnist,multi_fashion_mnist,related3 --budget 50
 
@@ -45,12 +46,14 @@ log-uniform in the same range ``--lr-range``):
   ceil(budget / K) for Pareto-ASHA; a Tune stopper (added to the service's RunConfig by this benchmark only)
   ends the search once the budget is spent, so that both schedulers are measured on the same budget.
 
-**Slots.** Ray starts once per benchmark process with ``--slots`` CPUs (default: this machine's count), 1 per trial:
-the Ray-based methods (ours, ``tune-asha``) run that many trials side by side. Optuna's ``study.optimize``, LibMOON's
-loop and our stand-ins train one model at a time whatever ``--slots`` says. ``--slots 1`` is every method on one
-slot, what one GPU gives (``gpus_per_trial: 1``: Ray places one trial per GPU): the equal-resources comparison.
-Since trials side by side report in another order than one at a time, and the curves follow that order, the slots
-are part of a Ray-based run's cache key; the others' runs serve every ``--slots``.
+**Slots.** Ray starts once per benchmark process with ``--slots`` CPUs, 1 per trial: the Ray-based methods (ours,
+``tune-asha``) run that many trials side by side. Optuna's ``study.optimize``, LibMOON's loop and our stand-ins train
+one model at a time whatever ``--slots`` says. The default, 1, is every method on one slot, what one GPU gives
+(``gpus_per_trial: 1``: Ray places one trial per GPU): equal resources, and a run whose results arrive in the same
+order every time (``--quick`` prints the same ratio run after run). With ``--slots 2`` ours and Tune run two trials
+side by side while Optuna still runs one. Trials side by side report in another order than one at a time, and the
+curves follow that order, so the slots are part of a Ray-based run's cache key; the others' runs serve every
+``--slots``.
 
 The Trainer- and LibMOON-based peers run in a
 process pool of ``--workers`` (one torch thread each), before the Ray-based methods of the same problem, or beside
@@ -993,7 +996,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=5, help="epochs per model")
     parser.add_argument("--n-train", type=int, default=6000, help="training size of the Multi-* and related3")
     parser.add_argument("--lr-range", default=None, help="lo,hi (default: per problem, see PROBLEMS)")
-    parser.add_argument("--slots", type=int, default=max(1, os.cpu_count() or 2), help="Ray CPUs, 1 per trial")
+    parser.add_argument(
+        "--slots",
+        type=int,
+        default=1,  # every method on one slot, as on one GPU: equal resources (Optuna's loop runs one model at a time)
+        help="Ray CPUs, 1 per trial: how many of the Ray-based methods' trials run side by side",
+    )
     parser.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 2), help="pool for the peers")
     parser.add_argument("--libmoon-python", default=DEFAULT_LIBMOON_PYTHON)
     parser.add_argument(

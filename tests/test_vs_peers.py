@@ -137,6 +137,7 @@ def test_a_runs_slots_are_part_of_its_cache_key_only_where_trials_share_them() -
     job = {"problem": "multi_mnist", "n_train": 6000, "method": "mt2o-k3-fill-fifo", "seed": 0, "budget": 50,
            "epochs": 5, "lr": [0.001, 0.01], "runner": "service", "slots": 2}  # fmt: skip
     one_slot = job | {"slots": 1}
+    assert vs_peers.parse_args([]).slots == 1  # the default: every method on one slot, equal resources
     # The service (and Tune) at 1 slot runs its trials one at a time: another curve, so another run.
     assert vs_peers._key(job) != vs_peers._key(one_slot) and vs_peers._key(one_slot)[-1] == 1
     assert vs_peers._key(job | {"runner": "tune-asha"}) != vs_peers._key(one_slot | {"runner": "tune-asha"})
@@ -149,7 +150,8 @@ def test_a_runs_slots_are_part_of_its_cache_key_only_where_trials_share_them() -
 @pytest.mark.slow
 def test_quick_mode_ends_with_the_ratio_line(tmp_path) -> None:
     """`--quick` as every change runs it: all peers (LibMOON's stand-ins where its venv is absent) and ours on zdt1,
-    3 seeds; its last line is the headline ratio (measured 1.5-2.5 min on 2 cores; bounded at 10)."""
+    3 seeds, every method on one slot; its last line is the headline ratio (measured 1.5 min on 2 cores; bounded
+    at 10)."""
     import subprocess
 
     done = subprocess.run(
