@@ -104,13 +104,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import peer_stats  # noqa: E402
 from mt2o_evidence import beyond_spread, mean_std  # noqa: E402  (the same statistics as the MT2O evidence)
 
 DEFAULT_LIBMOON_PYTHON = "/tmp/libmoon-venv/bin/python"
 TARGETS = (0.95, 0.98)
 SEED_RANGE = 2**31 - 1
+SINGLE_MODEL_LR = 1e-3  # Adam's default: what the practitioner's first model trains at
 RAY_WORKER_NICENESS = 15  # what Ray gives its workers (and so the service's trials)
 RATIO_LINE = "budget ratio {ratio} to reach the best peer's final HV ({peer}, {problem})"
+# The held-out range: wide enough that its best value is not at an edge (the in-sample [1e-3, 1e-2] had the probe pick
+# its top edge in every run, where a log-uniform draw rarely lands).
+HELDOUT_LR = (1e-4, 3e-2)
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,45 @@ PROBLEMS: dict[str, ProblemSetup] = {
     # Synthetic problems: Adam needs 0.01-0.05 to reach the front in a few epochs of 50 steps (synthetic.py).
     "zdt1": ProblemSetup("zdt1", (5e-3, 5e-2), False),
     "toy2d": ProblemSetup("toy2d", (5e-3, 5e-2), False),
+    # Held-out only (never used to choose a default): the built-in tabular problems at their own sizes.
+    "river_flow": ProblemSetup("river_flow", HELDOUT_LR, False),
+    "movielens": ProblemSetup("movielens", HELDOUT_LR, False),
 }
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Which problems and seeds a run may use. ``in-sample``: the problems and seeds every default was chosen on.
+    ``heldout``: problems and seeds no default was ever chosen on, checked once with the defaults frozen."""
+
+    name: str
+    problems: tuple[str, ...]
+    seeds: tuple[int, ...]
+    methods: tuple[str, ...]
+    lr: tuple[float, float] | None  # None: each problem's own range
+
+
+HELDOUT_METHODS = (
+    "optuna-tpe",
+    "optuna-nsga2",
+    "optuna-tpe-expert",
+    "optuna-nsga2-expert",
+    "optuna-probe-tpe",
+    "single-model",
+    "tune-asha",
+    "libmoon-epo",
+    "libmoon-pmtl",
+    "mt2o-default",
+)
+PROTOCOLS = {
+    # Multi-Fashion informed only the transfer rule (mt2o_evidence.py), none of the levers measured against peers;
+    # seeds 10-14 were never run by this benchmark before the defaults were frozen.
+    "heldout": Protocol(
+        "heldout", ("multi_fashion", "river_flow", "movielens"), tuple(range(10, 15)), HELDOUT_METHODS, HELDOUT_LR
+    ),
+    "in-sample": Protocol("in-sample", ("multi_mnist", "multi_fashion_mnist", "related3"), (0, 1, 2), (), None),
+}
+IN_SAMPLE_PROBLEMS = ("multi_mnist", "multi_fashion_mnist", "related3", "zdt1", "zdt2", "toy2d")
 
 
 @dataclass(frozen=True)
@@ -154,6 +197,8 @@ class Method:
     concurrent: int | None = None  # service: `search.max_concurrent_trials` (None: as many as there are slots)
     size: int | None = None  # service: `population.size` (None: population_size(), the preset's K)
     across: str = "same"  # service: `population.across_trials` (fill: later trials take the gaps' preferences)
+    expert: bool = False  # optuna: the sampler sized to the budget (TPE start-up a third, multivariate; NSGA-II pop)
+    preset: bool = False  # service: `method: mt2o` as it ships (no population key), the default a user gets
 
 
 METHODS: dict[str, Method] = {
@@ -161,6 +206,38 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("optuna-tpe", "peer", "optuna", "Optuna TPE over (weights, lr), K=1 per trial", sampler="tpe"),
         Method("optuna-nsga2", "peer", "optuna", "Optuna NSGA-II over (weights, lr), K=1 per trial", sampler="nsga2"),
+        Method(
+            "optuna-tpe-expert",
+            "peer",
+            "optuna",
+            "Optuna TPE sized to the budget: a third of the trials random, multivariate=True",
+            sampler="tpe",
+            expert=True,
+        ),
+        Method(
+            "optuna-nsga2-expert",
+            "peer",
+            "optuna",
+            "Optuna NSGA-II with a population that fits the budget (half the trials: two generations)",
+            sampler="nsga2",
+            expert=True,
+        ),
+        Method(
+            "optuna-probe-tpe",
+            "peer",
+            "optuna",
+            "Optuna TPE (expert) over the weights only, lr fixed by the same probe as ours (charged)",
+            sampler="tpe",
+            expert=True,
+            lr_probe=True,
+        ),
+        Method(
+            "single-model",
+            "peer",
+            "single",
+            "the practitioner's first move: one model at equal weights, Adam at its default lr 1e-3, trained for the "
+            "whole budget",
+        ),
         Method("tune-asha", "peer", "tune-asha", "Ray Tune ASHA on a weighted sum with sampled weights, K=1"),
         Method("libmoon-epo", "peer", "libmoon", "LibMOON 0.1.11 CoreEPO, K models per run", solver="epo"),
         Method("libmoon-pmtl", "peer", "libmoon", "LibMOON 0.1.11 PMTL, K models per run", solver="pmtl"),
@@ -308,15 +385,33 @@ METHODS: dict[str, Method] = {
             size=3,
             concurrent=1,
         ),
+        Method(
+            "mt2o-default",
+            "ours",
+            "service",
+            "service: `method: mt2o` as it ships (the preset's K, transfer, interior, fill), lr probed, FIFO",
+            scheduler="fifo",
+            lr_probe=True,
+            preset=True,
+        ),
     )
 }
-DEFAULT_METHODS = [m for m in METHODS if m not in ("epo", "pmtl")]  # our EPO/PMTL only stand in for LibMOON
+# Our EPO/PMTL only stand in for LibMOON; the rows added with the held-out protocol run there (and on request).
+HELDOUT_ONLY = ("optuna-tpe-expert", "optuna-nsga2-expert", "optuna-probe-tpe", "single-model", "mt2o-default")
+DEFAULT_METHODS = [m for m in METHODS if m not in ("epo", "pmtl", *HELDOUT_ONLY)]
 
 
 def population_size(num_tasks: int) -> int:
     """K of a population row that does not name one: 5, or 6 on 3 tasks (the preset's K, and the Das-Dennis count
     the service then accepted, when those rows were measured; the preset's K = 3 rows say `k3`)."""
     return 5 if num_tasks == 2 else 6
+
+
+def preset_size() -> int:
+    """K of `method: mt2o` as it ships."""
+    from trials.presets import MT2O
+
+    return int(MT2O.population["size"])
 
 
 # -- budget accounting ----------------------------------------------------------------------------------------
@@ -339,10 +434,15 @@ class BudgetCounter:
         self.spent += model_epochs
         self.events.append({"cum": self.spent, "t": time.perf_counter() - self.started, "points": []})
 
-    def add(self, run: str, values: Sequence[Sequence[float]]) -> None:
+    def add(self, run: str, values: Sequence[Sequence[float]], test: Sequence[Sequence[float]] | None = None) -> None:
+        """One epoch of ``run``'s members: their validation points (and, when given, the same models on test:
+        recorded for the report only, never used to choose anything)."""
         self.spent += len(values)
         points = [[f"{run}/m{k}", [float(v) for v in row]] for k, row in enumerate(values)]
-        self.events.append({"cum": self.spent, "t": time.perf_counter() - self.started, "points": points})
+        event: dict[str, Any] = {"cum": self.spent, "t": time.perf_counter() - self.started, "points": points}
+        if test is not None:
+            event["test"] = [[f"{run}/m{k}", [float(v) for v in row]] for k, row in enumerate(test)]
+        self.events.append(event)
 
     @property
     def exhausted(self) -> bool:
@@ -364,7 +464,7 @@ def budget_stopper(counter: BudgetCounter) -> Any:
             iteration = int(result.get("training_iteration", 0))
             if "values" in result and iteration > self.seen.get(trial_id, 0):
                 self.seen[trial_id] = iteration
-                counter.add(trial_id, result["values"])
+                counter.add(trial_id, result["values"], result.get("test_values"))
             return False
 
         def stop_all(self) -> bool:
@@ -374,19 +474,21 @@ def budget_stopper(counter: BudgetCounter) -> Any:
 
 
 def replay_hv(events: Sequence[dict[str, Any]], directions: Sequence[str], reference: Sequence[float]) -> list[float]:
-    """HV of the cumulative front after each event: every model with its latest point (as the service's front)."""
+    """HV of the cumulative front after each event: every model with each epoch it was evaluated at (as the
+    service's front keeps a model's non-dominated epochs with their weights: a later, worse epoch takes nothing
+    away), so the curve never goes down."""
     from pareto_search.pareto import Front, FrontPoint, NonFiniteValuesWarning, Objective
 
     objectives = tuple(Objective(f"o{i}", d) for i, d in enumerate(directions))
-    latest: dict[str, tuple[float, ...]] = {}
+    seen: list[FrontPoint] = []
     out = []
-    for event in events:
-        for key, values in event["points"]:
-            latest[key] = tuple(values)
-        points = tuple(FrontPoint(k, v) for k, v in latest.items())
+    for i, event in enumerate(events):
+        seen.extend(FrontPoint(f"{key}@{i}", tuple(values)) for key, values in event["points"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NonFiniteValuesWarning)  # a diverged model adds no volume
-            out.append(Front(objectives, points).hypervolume(tuple(reference)).value)
+            front = Front(objectives, tuple(seen)).non_dominated()  # only the front: the replay stays small
+            seen = list(front.points)
+            out.append(front.hypervolume(tuple(reference)).value if seen else 0.0)
     return out
 
 
@@ -424,6 +526,7 @@ def ratio_line(ratio: float, peer: str, problem: str) -> str:
 
 
 RAY_RUNNERS = ("service", "tune-asha")  # the runners whose trials share --slots; the others run one model at a time
+POOL_RUNNERS = ("optuna", "trainer", "libmoon", "single")  # one model (or one population) at a time, in the pool
 
 
 def job_slots(job: dict[str, Any]) -> int:
@@ -481,11 +584,11 @@ def run_optuna(job: dict[str, Any]) -> dict[str, Any]:
     problem = _problem(job)
     names = _objective_names(problem)
     directions = ["maximize" if problem.metric(n).direction == "max" else "minimize" for n in names]
-    sampler = optuna.samplers.TPESampler(seed=job["seed"]) if job["sampler"] == "tpe" else None
-    if job["sampler"] == "nsga2":
-        sampler = optuna.samplers.NSGAIISampler(seed=job["seed"])
-    study = optuna.create_study(directions=directions, sampler=sampler)
     counter = BudgetCounter(job["budget"])
+    fixed_lr = probe_lr(job, problem, counter) if job.get("lr_probe") else None  # charged to the budget first
+    n_trials = max(1, (job["budget"] - counter.spent) // job["epochs"])
+    sampler = optuna_sampler(job["sampler"], bool(job.get("expert")), job["seed"], n_trials)
+    study = optuna.create_study(directions=directions, sampler=sampler)
     lo, hi = job["lr"]
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
@@ -495,7 +598,7 @@ def run_optuna(job: dict[str, Any]) -> dict[str, Any]:
         else:  # one weight per task, normalized by the objective (the usual way to write a simplex)
             raw = [trial.suggest_float(f"w{t}", 0.0, 1.0) for t in range(problem.num_tasks)]
             weights = tuple(r / sum(raw) for r in raw) if sum(raw) > 0 else (1.0 / len(raw),) * len(raw)
-        lr = trial.suggest_float("lr", lo, hi, log=True)
+        lr = fixed_lr if fixed_lr is not None else trial.suggest_float("lr", lo, hi, log=True)
         spec = TrialSpec(
             problem=job["problem"],
             problem_args=PROBLEMS[job["problem"]].args(job["n_train"]),
@@ -510,11 +613,106 @@ def run_optuna(job: dict[str, Any]) -> dict[str, Any]:
         while not trainer.done:
             report = trainer.train_epoch()
             values = [report.members[0].metrics[n] for n in names]
-            counter.add(f"t{trial.number}", [values])
+            counter.add(f"t{trial.number}", [values], _test_rows(trainer, names))
         return tuple(values)
 
-    study.optimize(objective, n_trials=math.ceil(job["budget"] / job["epochs"]))
-    return _record(job, counter, 1)
+    study.optimize(objective, n_trials=n_trials)
+    note = f"lr probed: {fixed_lr:.3g}" if fixed_lr is not None else ""
+    return _record(job, counter, 1, note)
+
+
+def optuna_sampler(kind: str, expert: bool, seed: int, n_trials: int) -> Any:
+    """The sampler as its users write it (library defaults), or as an expert sizes it to ``n_trials``: TPE with a
+    third of the trials random (its default start-up is 10: at 10 trials it never leaves random search) and
+    ``multivariate=True`` (Optuna's docs recommend it; it models the weight and lr jointly); NSGA-II with a
+    population of half the trials (two generations; its default 50 is one random generation at this budget)."""
+    import optuna
+
+    if kind == "tpe":
+        if not expert:
+            return optuna.samplers.TPESampler(seed=seed)
+        startup = max(2, math.ceil(n_trials / 3))
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True)
+    if kind == "nsga2":
+        if not expert:
+            return optuna.samplers.NSGAIISampler(seed=seed)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(2, n_trials // 2))
+    raise ValueError(f"sampler {kind!r}: allowed tpe, nsga2")
+
+
+def _test_rows(trainer: Any, names: Sequence[str]) -> list[list[float]]:
+    """Every member on the test split, for the report only (the benchmark never selects on it)."""
+    return [[float(metrics[n]) for n in names] for metrics in trainer.evaluate("test")]
+
+
+def probe_lr(job: dict[str, Any], problem: Any, counter: BudgetCounter) -> float:
+    """The service's learning-rate probe, for a peer: the same candidates (log-spaced over the range), the same
+    epochs, one model at equal weights from the job's seed, the same choice rule (lr_probe.choose); its
+    model-epochs are charged to ``counter`` like ours."""
+    from types import SimpleNamespace
+
+    from pareto_search.config import PROBE_CANDIDATES, Distribution, probe_candidates
+    from pareto_search.pareto import Objective
+    from pareto_search.search.lr_probe import PROBE_EPOCHS, choose
+    from trials.loop import Trainer
+    from trials.spec import OptimizerSpec, PopulationSpec, TrialSpec
+
+    names = _objective_names(problem)
+    equal = (1.0 / problem.num_tasks,) * problem.num_tasks
+    points: list[tuple[float, ...] | None] = []
+    lrs = probe_candidates(Distribution(kind="probe", args=(job["lr"][0], job["lr"][1], PROBE_CANDIDATES)))
+    for lr in lrs:
+        spec = TrialSpec(
+            problem=job["problem"],
+            problem_args=PROBLEMS[job["problem"]].args(job["n_train"]),
+            solver="linear",
+            population=PopulationSpec(size=1, preferences=(equal,)),
+            optimizer=OptimizerSpec(name="adam", lr=lr),
+            epochs=job["epochs"],
+            seed=job["seed"],
+        )
+        trainer = Trainer(spec, problem=problem, num_threads=1)
+        report = None
+        for _ in range(PROBE_EPOCHS):
+            report = trainer.train_epoch()
+        assert report is not None
+        points.append(tuple(float(report.members[0].metrics[n]) for n in names))
+    counter.charge(len(lrs) * PROBE_EPOCHS)
+    plan = SimpleNamespace(
+        objectives=tuple(Objective(n, problem.metric(n).direction) for n in names),
+        reference_point=tuple(problem.default_reference_point),
+    )
+    _, best = choose(plan, points)  # type: ignore[arg-type]  (it reads only these two fields of a plan)
+    return float(lrs[best])
+
+
+def run_single_model(job: dict[str, Any]) -> dict[str, Any]:
+    """One model at equal task weights trained for the whole budget (budget epochs), at Adam's default learning
+    rate: what a practitioner tries before any search."""
+    import torch
+
+    from trials.loop import Trainer
+    from trials.spec import OptimizerSpec, PopulationSpec, TrialSpec
+
+    torch.set_num_threads(1)
+    problem = _problem(job)
+    names = _objective_names(problem)
+    counter = BudgetCounter(job["budget"])
+    equal = (1.0 / problem.num_tasks,) * problem.num_tasks
+    spec = TrialSpec(
+        problem=job["problem"],
+        problem_args=PROBLEMS[job["problem"]].args(job["n_train"]),
+        solver="linear",
+        population=PopulationSpec(size=1, preferences=(equal,)),
+        optimizer=OptimizerSpec(name="adam", lr=SINGLE_MODEL_LR),
+        epochs=job["budget"],
+        seed=job["seed"] * 1000,
+    )
+    trainer = Trainer(spec, problem=problem, num_threads=1)
+    while not trainer.done:
+        report = trainer.train_epoch()
+        counter.add("single", [[report.members[0].metrics[n] for n in names]], _test_rows(trainer, names))
+    return _record(job, counter, 1, f"Adam lr {SINGLE_MODEL_LR:g}, {job['budget']} epochs")
 
 
 def run_trainer_population(job: dict[str, Any]) -> dict[str, Any]:
@@ -542,7 +740,7 @@ def run_trainer_population(job: dict[str, Any]) -> dict[str, Any]:
         trainer = Trainer(spec, problem=problem, num_threads=1)
         while not trainer.done and not counter.exhausted:
             report = trainer.train_epoch()
-            counter.add(f"r{run}", [[m.metrics[n] for n in names] for m in report.members])
+            counter.add(f"r{run}", [[m.metrics[n] for n in names] for m in report.members], _test_rows(trainer, names))
         run += 1
     return _record(job, counter, 1, job.get("note", ""))
 
@@ -594,7 +792,8 @@ def libmoon_worker(job: dict[str, Any]) -> dict[str, Any]:
                     optimizer.step()
                 step += 1
             rows = [[problem.evaluate(m, "val", torch.device("cpu"))[n] for n in names] for m in models]
-            counter.add(f"r{run}", rows)
+            test = [[problem.evaluate(m, "test", torch.device("cpu"))[n] for n in names] for m in models]
+            counter.add(f"r{run}", rows, test)
         run += 1
     return _record(job, counter, 1, "LibMOON 0.1.11 (PyPI) in its own venv")
 
@@ -616,7 +815,8 @@ def run_pool_job(job: dict[str, Any]) -> dict[str, Any]:
     os.setpriority(os.PRIO_PROCESS, 0, RAY_WORKER_NICENESS)
     started = time.perf_counter()
     try:
-        runner = {"optuna": run_optuna, "trainer": run_trainer_population, "libmoon": run_libmoon}[job["runner"]]
+        runners = {"optuna": run_optuna, "trainer": run_trainer_population, "libmoon": run_libmoon}
+        runner = {**runners, "single": run_single_model}[job["runner"]]
         record = runner(job)
     except Exception as exc:  # a failing run is recorded, the others go on
         record = {**job, "events": [], "slots": 1, "note": "", "error": f"{type(exc).__name__}: {exc}"[:400]}
@@ -658,7 +858,8 @@ def tune_asha_trainable(config: dict[str, Any]) -> None:
         metrics = trainer.train_epoch().members[0].metrics
         values = [metrics[n] for n in setup["objectives"]]
         score = sum(w * s * v for w, s, v in zip(weights, signs, values, strict=True))
-        tune.report({"score": score, "values": [values]})
+        test = [[float(m[n]) for n in setup["objectives"]] for m in trainer.evaluate("test")]  # the report's only
+        tune.report({"score": score, "values": [values], "test_values": test})
 
 
 @contextlib.contextmanager
@@ -716,7 +917,9 @@ def run_tune_asha(job: dict[str, Any], storage: Path, problem: Any) -> dict[str,
 
 def service_config(job: dict[str, Any], method: Method, storage: Path, tracking_uri: str) -> dict[str, Any]:
     """What a user writes: the mt2o preset, the lr range, a scheduler by name; nothing tuned."""
-    k, epochs = job["k"], job["epochs"]
+    k = job["k"]
+    if method.preset:  # the default as it ships: nothing but the method and the lr range (as a probe)
+        return _service_search(job, method, storage, tracking_uri, default_entry(job["lr"]))
     population: dict[str, Any] = {"size": k}  # explicit: the preset's K changed (5 -> 3), a row's meaning must not
     if method.eps0 is not None:
         population["transfer"] = {"eps0": method.eps0}
@@ -733,6 +936,18 @@ def service_config(job: dict[str, Any], method: Method, storage: Path, tracking_
     }
     if population:
         entry["population"] = population
+    return _service_search(job, method, storage, tracking_uri, entry)
+
+
+def default_entry(lr: Sequence[float]) -> dict[str, Any]:
+    """The solver entry a user writes for the default: ``method: mt2o`` and the learning-rate range as a probe."""
+    return {"label": "mt2o", "method": "mt2o", "optimizer": {"name": "adam", "lr": {"probe": [float(v) for v in lr]}}}
+
+
+def _service_search(
+    job: dict[str, Any], method: Method, storage: Path, tracking_uri: str, entry: dict[str, Any]
+) -> dict[str, Any]:
+    k, epochs = job["k"], job["epochs"]
     per_trial = k * (epochs if method.scheduler == "fifo" else 1)  # Pareto-ASHA: a trial may stop after 1 epoch
     trials_budget = job["budget"] - probe_cost(method)
     return {
@@ -932,6 +1147,62 @@ def table_lines(problem: str, args: dict[str, Any], budget: int, epochs: int, sl
     return [*lines, ""]
 
 
+def reviewer_lines(
+    problem: Any, records: dict[str, list[dict[str, Any]]], rows: list[Row], headline_name: str
+) -> list[str]:
+    """Per method: HV at a reference near the fronts, HV of the validation front's models on test, and against the
+    best peer the per-seed budget ratios and the paired bootstrap interval of the final-HV difference; then how far
+    apart the front's ends lie. The goal line for the headline method closes it."""
+    names = _objective_names(problem)
+    directions = [problem.metric(n).direction for n in names]
+    reference = list(problem.default_reference_point)
+    fronts = {m: {r["seed"]: peer_stats.front_of(r["events"], directions) for r in rs} for m, rs in records.items()}
+    near = peer_stats.near_reference([f for by_seed in fronts.values() for f in by_seed.values()], directions)
+    head = headline(rows)
+    by = {r.method: r for r in rows}
+    peer = by[head.peer] if head is not None else None
+    peer_final = {s: c[-1] for s, c in peer.per_seed.items()} if peer is not None else {}
+    lines = [
+        f"Reference near the fronts (each objective's worst final point of any run): "
+        f"({', '.join(f'{v:.4g}' for v in near)}); the fixed reference: ({', '.join(f'{v:.4g}' for v in reference)}). "
+        "Test HV: the models on each run's final validation front, on the test split (never used to select). "
+        f"Against the best peer ({head.peer if head else '–'}): per-seed model-epochs ratio to its final HV on that "
+        "seed, median (range); the final-HV difference, mean [paired bootstrap 95 % interval] over the seeds.",
+        "",
+        "| method | val HV (fixed ref) | val HV (near ref) | test HV | per-seed ratio | HV − best peer [95 % CI] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in sorted(rows, key=lambda r: -r.final[0]):
+        near_hv = mean_std([peer_stats.hv_at(f, directions, near) for f in fronts[row.method].values()])
+        tests = [peer_stats.hv_on_test(r["events"], directions, reference) for r in records[row.method]]
+        test_text = _pm(mean_std(tests), ".4f") if all(math.isfinite(t) for t in tests) else "not recorded"
+        ratio_cell = diff_cell = "–"
+        if peer is not None and row.method != peer.method:
+            ratio_cell = peer_stats.seed_ratios(row.per_seed, peer.per_seed, budget_to_reach).text()
+            mean, lo, hi = peer_stats.paired_bootstrap({s: c[-1] for s, c in row.per_seed.items()}, peer_final)
+            diff_cell = f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+        lines.append(
+            f"| {row.method} | {_pm(row.final, '.4f')} | {_pm(near_hv, '.4f')} | {test_text} | {ratio_cell} | "
+            f"{diff_cell} |"
+        )
+    ends = peer_stats.front_ends([f for by_seed in fronts.values() for f in by_seed.values()], directions)
+    lines += ["", "The front's ends (best point for each objective among all runs' final fronts):"]
+    for name, end in zip(names, ends, strict=True):
+        lines.append(f"- best {name}: ({', '.join(f'{n} {v:.4g}' for n, v in zip(names, end, strict=True))})")
+    if peer is not None and headline_name in by:
+        mine = by[headline_name]
+        ratios = peer_stats.seed_ratios(mine.per_seed, peer.per_seed, budget_to_reach)
+        mean, lo, hi = peer_stats.paired_bootstrap({s: c[-1] for s, c in mine.per_seed.items()}, peer_final)
+        met = ratios.median <= 0.5 and lo > 0
+        lines += [
+            "",
+            f"Goal ({headline_name} reaches {peer.method}'s final HV in <= 0.5x its model-epochs by the per-seed "
+            f"median, the interval of the HV difference above 0): per-seed ratio {ratios.text()}, difference "
+            f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]: **{'met' if met else 'not met'}**.",
+        ]
+    return [*lines, ""]
+
+
 # -- plots and MLflow -----------------------------------------------------------------------------------------
 
 
@@ -989,9 +1260,11 @@ def log_to_mlflow(uri: str, command: str, metrics: dict[str, float], files: list
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--problems", default="multi_mnist", help=f"comma-separated: {', '.join(PROBLEMS)}")
+    parser.add_argument(
+        "--problems", default=None, help=f"comma-separated: {', '.join(PROBLEMS)} (default multi_mnist)"
+    )
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated; --list shows them")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2)")
     parser.add_argument("--budget", type=int, default=None, help="model-epochs per method (default 10 x --epochs)")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per model")
     parser.add_argument("--n-train", type=int, default=6000, help="training size of the Multi-* and related3")
@@ -1020,7 +1293,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="run the pool's peers beside the Ray-based methods (faster; wall times then share the cores)",
     )
     parser.add_argument("--list", action="store_true")
+    parser.add_argument(
+        "--protocol",
+        choices=sorted(PROTOCOLS),
+        default=None,
+        help="heldout: the problems, seeds 10-14, methods and lr range no default was chosen on, the default's "
+        "digest frozen (results in <out>/heldout); in-sample: where the defaults were chosen",
+    )
     args = parser.parse_args(argv)
+    args.strict_digest = False
+    if args.protocol is not None:
+        protocol = PROTOCOLS[args.protocol]
+        args.problems = args.problems or ",".join(protocol.problems)
+        args.seeds = args.seeds or ",".join(str(s) for s in protocol.seeds)
+        if protocol.methods and args.methods == ",".join(DEFAULT_METHODS):
+            args.methods = ",".join(protocol.methods)
+        if protocol.lr is not None and args.lr_range is None:
+            args.lr_range = ",".join(str(v) for v in protocol.lr)
+        if args.protocol == "heldout":
+            args.out, args.strict_digest = args.out / "heldout", True
+            args.headline = "mt2o-default" if args.headline == parser.get_default("headline") else args.headline
+            in_sample_seeds = [s for s in args.seeds.split(",") if s.strip() and int(s) < min(protocol.seeds)]
+            in_sample = [p for p in args.problems.split(",") if p.strip() in IN_SAMPLE_PROBLEMS]
+            if in_sample_seeds or in_sample:
+                parser.error(
+                    f"--protocol heldout: {', '.join(in_sample + [f'seed {s}' for s in in_sample_seeds])} "
+                    f"chose defaults (in sample); allowed: seeds >= {min(protocol.seeds)} and problems outside "
+                    f"{', '.join(IN_SAMPLE_PROBLEMS)}"
+                )
+    args.problems, args.seeds = args.problems or "multi_mnist", args.seeds or "0,1,2"
     if args.quick:
         args.problems, args.seeds, args.no_cache, args.overlap = "zdt1", "0,1,2", True, True
         # Each Ray-based run costs ~8 s of search set-up here whatever it trains: the quick check keeps the headline
@@ -1088,12 +1389,17 @@ def plan_jobs(args: argparse.Namespace, problem_name: str, num_tasks: int, libmo
                 "budget": args.budget,
                 "epochs": args.epochs,
                 "lr": list(lr),
-                "k": method.size or population_size(num_tasks),
+                "k": preset_size() if method.preset else (method.size or population_size(num_tasks)),
+                "expert": method.expert,
+                "lr_probe": method.lr_probe,
                 "runner": method.runner,
                 "sampler": method.sampler,
                 "solver": method.solver,
                 "slots": args.slots,
                 "libmoon_python": args.libmoon_python,
+                "digest": args.digest,  # the default's frozen digest and the commit, kept with the record
+                "commit": args.commit,
+                "protocol": args.protocol or "",
             }
             # Where LibMOON cannot run this, our solver of the same name stands in (and the record says why).
             if method.runner == "libmoon" and (libmoon_missing or (method.solver == "pmtl" and num_tasks != 2)):
@@ -1123,6 +1429,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"--headline must be one of ours: {', '.join(m for m in METHODS if METHODS[m].family == 'ours')}")
         return 2
     started = time.perf_counter()
+    args.digest = peer_stats.defaults_digest(default_entry([0.0, 0.0]))  # the shape of the entry, not its range
+    args.commit = peer_stats.commit_of(REPO)
+    print(f"default's digest {args.digest} at commit {args.commit}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     cache_path = args.out / "runs.jsonl"
     if args.no_cache and cache_path.exists():
@@ -1164,7 +1473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem_name in problems:
             problem = built[problem_name]
             jobs = [j for j in all_jobs[problem_name] if _key(j) not in cache]
-            pool_jobs = [j for j in jobs if j["runner"] in ("optuna", "trainer", "libmoon")]
+            pool_jobs = [j for j in jobs if j["runner"] in POOL_RUNNERS]
             if not ray_started and any(j["runner"] in ("service", "tune-asha") for j in jobs):
                 start_ray(args.slots)  # first: its start-up (~10-20 s) overlaps the pool's
                 ray_started = True
@@ -1206,14 +1515,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     for problem_name in problems:
         problem = built[problem_name]
         records: dict[str, list[dict[str, Any]]] = {}
+        directions = [problem.metric(n).direction for n in _objective_names(problem)]
         for job in all_jobs[problem_name]:
             if _key(job) in cache:
-                records.setdefault(job["method"], []).append(cache[_key(job)])
+                record = cache[_key(job)]
+                # Replayed from the events every time: the curve follows the current front semantics (every model's
+                # non-dominated epochs), whatever the record was written with.
+                record["hv"] = replay_hv(record["events"], directions, problem.default_reference_point)
+                records.setdefault(job["method"], []).append(record)
         if not records:
             continue
+        ours_records = [r for rs in records.values() for r in rs if METHODS[r["method"]].family == "ours"]
+        refusal = peer_stats.check_digests(ours_records, args.digest, args.strict_digest)
+        if refusal:
+            print(f"vs_peers: {problem_name}: {refusal}", file=sys.stderr)
+            return 2
         rows = summarize(records, args.budget)
         problem_args = PROBLEMS[problem_name].args(args.n_train)
         lines += table_lines(problem_name, problem_args, args.budget, args.epochs, args.slots, rows)
+        lines += reviewer_lines(problem, records, rows, args.headline)
         files.append(plot(problem_name, problem_args, args.budget, args.slots, rows, args.out))
         head = headline(rows)
         if head is not None:

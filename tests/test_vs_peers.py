@@ -3,6 +3,7 @@ costs, the HV of the cumulative front, the budget to reach a target, the headlin
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import sys
@@ -45,16 +46,19 @@ def test_the_stopper_feeds_the_counter_and_stops_everything_at_the_budget() -> N
     assert stopper.stop_all() and counter.spent == 2
 
 
-def test_the_cumulative_front_keeps_each_models_latest_point() -> None:
+def test_the_cumulative_front_keeps_each_models_best_epochs() -> None:
     events = [
         {"cum": 1, "points": [["a/m0", [0.5, 0.5]]]},
         {"cum": 2, "points": [["b/m0", [0.2, 0.8]]]},  # adds volume beside a
-        {"cum": 3, "points": [["a/m0", [0.4, 0.4]]]},  # a's next epoch is worse: its latest point counts (service)
+        {"cum": 3, "points": [["a/m0", [0.4, 0.4]]]},  # a's next epoch is worse: its better epoch stays (service)
+        {"cum": 4, "points": [["a/m0", [0.6, 0.45]]]},  # and a later one that adds volume of its own counts too
     ]
     hv = vs_peers.replay_hv(events, ["max", "max"], [0.0, 0.0])
     assert hv[0] == pytest.approx(0.25)
     assert hv[1] == pytest.approx(0.25 + 0.2 * 0.3)
-    assert hv[2] == pytest.approx(0.16 + 0.2 * 0.4)
+    assert hv[2] == pytest.approx(hv[1])  # never down: the worse epoch takes nothing away
+    assert hv[3] == pytest.approx(0.6 * 0.45 + 0.5 * 0.05 + 0.2 * 0.3)
+    assert all(b >= a for a, b in itertools.pairwise(hv))
 
 
 def test_grid_curve_is_what_had_finished_by_each_budget() -> None:
@@ -165,3 +169,85 @@ def test_quick_mode_ends_with_the_ratio_line(tmp_path) -> None:
     last = done.stdout.strip().splitlines()[-1]
     line = r"budget ratio (\d+(\.\d+)?|never) to reach the best peer's final HV \([\w-]+, zdt1\)"
     assert re.fullmatch(line, last), last
+
+
+# -- the reviewer's statistics (benchmarks/peer_stats.py) ---------------------------------------------------------
+
+
+def test_per_seed_ratios_use_each_seeds_own_target_and_count_a_seed_that_never_gets_there() -> None:
+    import peer_stats
+
+    peer = {10: [0.0, 0.2, 0.4, 0.6, 0.8], 11: [0.0, 0.5, 0.5, 0.5, 0.5], 12: [0.0, 0.1, 0.2, 0.3, 0.4]}
+    ours = {10: [0.0, 0.8, 0.8, 0.8, 0.8], 11: [0.0, 0.1, 0.2, 0.3, 0.4], 12: [0.0, 0.2, 0.4, 0.4, 0.4]}
+    ratios = peer_stats.seed_ratios(ours, peer, vs_peers.budget_to_reach)
+    # seed 10: 1 / 4; seed 11: never reaches 0.5 (the peer got there at 1); seed 12: 2 / 4.
+    assert ratios.ratios == {10: 0.25, 11: math.inf, 12: 0.5}
+    assert ratios.median == 0.5 and ratios.text() == "0.50 (0.25–never)"
+    # The mean curve hides what the per-seed view shows: averaged, ours reaches the averaged target.
+    assert ratios.finite == [0.25, 0.5]
+
+
+def test_the_paired_bootstrap_interval_is_above_zero_only_when_every_seed_agrees() -> None:
+    import peer_stats
+
+    peer = {0: 0.80, 1: 0.70, 2: 0.90, 3: 0.75, 4: 0.85}
+    better = {s: v + 0.01 for s, v in peer.items()}  # a small but consistent gain on every seed (paired)
+    mean, lo, hi = peer_stats.paired_bootstrap(better, peer)
+    assert mean == pytest.approx(0.01) and lo == pytest.approx(0.01) and hi == pytest.approx(0.01)
+    mixed = {0: 0.85, 1: 0.65, 2: 0.95, 3: 0.70, 4: 0.86}  # +0.05, -0.05, +0.05, -0.05, +0.01
+    mean, lo, hi = peer_stats.paired_bootstrap(mixed, peer)
+    assert lo < 0 < hi and lo <= mean <= hi
+    assert peer_stats.paired_bootstrap(mixed, peer) == (mean, lo, hi)  # a function of the data: same every time
+
+
+def test_the_near_reference_is_each_objectives_worst_final_point_and_test_hv_follows_the_validation_front() -> None:
+    import peer_stats
+
+    directions = ["max", "min"]
+    runs = [[[0.9, 0.5], [0.6, 0.2]], [[0.8, 0.3]]]
+    assert peer_stats.near_reference(runs, directions) == [0.6, 0.5]
+    events = [
+        {"points": [["a/m0", [0.9, 0.5]]], "test": [["a/m0", [0.7, 0.6]]]},
+        {"points": [["a/m0", [0.8, 0.6]]], "test": [["a/m0", [0.95, 0.1]]]},  # dominated on val: its test is unused
+    ]
+    assert peer_stats.front_of(events, directions) == [[0.9, 0.5]]
+    assert peer_stats.hv_on_test(events, directions, [0.0, 1.0]) == pytest.approx(0.7 * 0.4)
+    assert math.isnan(peer_stats.hv_on_test([{"points": [["a/m0", [0.9, 0.5]]]}], directions, [0.0, 1.0]))
+    ends = peer_stats.front_ends(runs, directions)
+    assert ends == [[0.9, 0.5], [0.6, 0.2]]
+
+
+def test_runs_of_another_default_are_refused_and_the_digest_follows_the_preset(monkeypatch) -> None:
+    import peer_stats
+
+    from trials import presets
+
+    digest = peer_stats.defaults_digest(vs_peers.default_entry([1e-4, 3e-2]))
+    same = [{"digest": digest}, {"digest": digest}]
+    assert peer_stats.check_digests(same, digest, strict=True) == ""
+    line = peer_stats.check_digests([*same, {"digest": "0123456789ab"}], digest, strict=True)
+    assert "0123456789ab" in line and digest in line and "\n" not in line
+    assert "held-out" in peer_stats.check_digests([{}], digest, strict=True)  # an unrecorded run is not frozen
+    assert peer_stats.check_digests([{}, {"digest": digest}], digest, strict=False) == ""  # older in-sample runs
+    changed = presets.MethodPreset(**{**presets.MT2O.__dict__, "population": {**presets.MT2O.population, "size": 4}})
+    monkeypatch.setattr(presets, "MT2O", changed)
+    assert peer_stats.defaults_digest(vs_peers.default_entry([1e-4, 3e-2])) != digest
+
+
+def test_the_heldout_protocol_takes_its_own_seeds_problems_and_range_and_refuses_in_sample_ones(capsys) -> None:
+    args = vs_peers.parse_args(["--protocol", "heldout"])
+    assert args.seeds == "10,11,12,13,14" and args.problems == "multi_fashion,river_flow,movielens"
+    assert args.lr_range == "0.0001,0.03" and args.headline == "mt2o-default" and args.out.name == "heldout"
+    assert set(args.methods.split(",")) >= {"optuna-tpe-expert", "optuna-probe-tpe", "single-model", "optuna-tpe"}
+    for bad in (["--seeds", "2,10"], ["--problems", "multi_mnist"]):
+        with pytest.raises(SystemExit) as stopped:
+            vs_peers.parse_args(["--protocol", "heldout", *bad])
+        assert stopped.value.code == 2
+    assert "chose defaults (in sample)" in capsys.readouterr().err
+
+
+def test_expert_samplers_are_sized_to_the_budget() -> None:
+    tpe = vs_peers.optuna_sampler("tpe", True, 0, 10)
+    assert tpe._n_startup_trials == 4 and tpe._multivariate
+    assert vs_peers.optuna_sampler("tpe", False, 0, 10)._n_startup_trials == 10  # what a user gets by default
+    assert vs_peers.optuna_sampler("nsga2", True, 0, 10)._population_size == 5
