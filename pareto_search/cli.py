@@ -102,7 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="e.g. 'left_acc>=0.9' (repeatable; >=, <=, >, <): the best point on --optimize among those meeting "
         "every constraint (filter, then sort)",
     )
-    rule.add_argument("--point", metavar="TRIAL/MEMBER", help="this point (any evaluated point)")
+    rule.add_argument(
+        "--point",
+        metavar="TRIAL/MEMBER[@eEPOCH]",
+        help="this point (any evaluated point): a member's latest epoch, or with @eEPOCH an epoch kept on the front",
+    )
     select.add_argument(
         "--optimize",
         metavar="OBJECTIVE",

@@ -642,8 +642,8 @@ def global_front_files(
     on_front_ids = {p.id for p in front.front().points}
     values = [list(p.values) for p in all_points.points]
     on_front = [p.id in on_front_ids for p in all_points.points]
-    hv = front.hypervolume().value
-    title = f"{front.search}: HV {hv:.4f}"
+    hv, test_hv = front.hypervolume().value, front.test_hypervolume()
+    title = f"{front.search}: HV {hv:.4f}" + ("" if test_hv is None else f" (test {test_hv:.4f})")
     objectives = [(o.name, o.direction) for o in front.objectives]
     png = front_png(
         objectives,

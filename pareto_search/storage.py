@@ -3,14 +3,15 @@
 the trials' checkpoints, so every node and every later command sees one copy.
 
 :class:`Location` is the small path-like value the rest of the service passes around: ``/`` joins,
-``parent``, ``is_file``, ``read_text`` and an atomic ``write_text``. Local paths keep the
-temp-file-and-rename write; object stores publish an object only once its upload completes, so a
-reader never sees half a file there either. Endpoints and credentials come from the standard
-environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...), as for Tune and MLflow.
+``parent``, ``is_file``, ``read_text``/``read_bytes``, an atomic ``write_text``/``write_bytes`` and
+``delete``. Local paths keep the temp-file-and-rename write; object stores publish an object only
+once its upload completes, so a reader never sees half a file there either. Endpoints and credentials
+come from the standard environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...), as for Tune and MLflow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import tempfile
@@ -150,18 +151,41 @@ class Location:
         if self.is_local:
             _write_local_atomic(self.local_path, text)
             return
+        self.write_bytes(text.encode("utf-8"))
+
+    def read_bytes(self) -> bytes:
+        if self.is_local:
+            return self.local_path.read_bytes()
+        filesystem, path = self._remote()
+        with filesystem.open_input_stream(path) as stream:
+            return stream.read()
+
+    def write_bytes(self, data: bytes) -> None:
+        """Atomically, as :meth:`write_text`."""
+        if self.is_local:
+            _write_local_atomic(self.local_path, data)
+            return
         filesystem, path = self._remote()
         with filesystem.open_output_stream(path) as stream:
-            stream.write(text.encode("utf-8"))
+            stream.write(data)
+
+    def delete(self) -> None:
+        """Remove the file; one that is not there is no error."""
+        if self.is_local:
+            self.local_path.unlink(missing_ok=True)
+            return
+        filesystem, path = self._remote()
+        with contextlib.suppress(FileNotFoundError):
+            filesystem.delete_file(path)
 
 
-def _write_local_atomic(path: Path, text: str) -> None:
+def _write_local_atomic(path: Path, data: str | bytes) -> None:
     """Via a temp file + rename in the same folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -5,6 +5,11 @@ curvature of 0.5 per coordinate, so plain SGD diverges for lr > 4 (lr 10: x ← 
 and a trial with a large learning rate fails the
 way a real diverging run does — NaN/inf losses (``mode="nan"``) or an exception from user code
 once the parameters blow up (``mode="raise"``) — while trials with a small rate train normally.
+
+``overfitting``: the plug-in example's two regression tasks (examples/plugin_problem.py), whose training
+targets turn wrong after ``good_epochs`` epochs (shifted by ``shift``): the validation errors fall, then
+rise, so a model's best epoch is an earlier one — what the front must keep (tests/test_front_epochs.py).
+It counts its epochs itself (train_batches calls), so a trial resumed from a checkpoint counts again.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from examples.plugin_problem import TwoTaskRegression
 from trials.models import MultiTaskModel, ParameterVector
 from trials.problems.base import Batch, MetricSpec, Problem, Split
 
@@ -54,3 +60,21 @@ class Diverging(Problem):
 
 def diverging(**kwargs: object) -> Diverging:
     return Diverging(**kwargs)  # type: ignore[arg-type]
+
+
+class Overfitting(TwoTaskRegression):
+    name = "overfitting"
+
+    def __init__(self, good_epochs: int = 2, shift: float = 3.0, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.good_epochs, self.shift, self.epochs_seen = good_epochs, shift, 0
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[Batch]:
+        self.epochs_seen += 1
+        wrong = self.epochs_seen > self.good_epochs
+        for batch in super().train_batches(generator):
+            yield Batch(batch.inputs, tuple(t + self.shift for t in batch.targets)) if wrong else batch
+
+
+def overfitting(**kwargs: object) -> Overfitting:
+    return Overfitting(**kwargs)

@@ -65,7 +65,8 @@ def test_front_formats(tmp_path, monkeypatch, capsys, fmt: str) -> None:
     assert main(["front", "f", "--format", fmt, "--storage", str(tmp_path / "searches")]) == 0
     out = capsys.readouterr().out
     if fmt == "csv":
-        assert out.splitlines()[0] == "trial_id,member,solver,f1,f2,preference,model_uri"
+        # the point (TRIAL/MEMBER[@eEPOCH]), its epoch and test values come after the columns of format 1
+        assert out.splitlines()[0] == "trial_id,member,solver,f1,f2,preference,model_uri,point,epoch,test_f1,test_f2"
         assert len(out.splitlines()) == 3  # the dominated (0.7, 0.7) is not on the front
     elif fmt == "table":
         assert "2 points on the front of 3 evaluated; hypervolume 0.480000" in out

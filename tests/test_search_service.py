@@ -114,11 +114,16 @@ def test_four_trial_search_tracks_everything(tmp_path, monkeypatch, capsys) -> N
     assert printed["hypervolume"] == pytest.approx(front.hypervolume().value, rel=1e-12)
     assert 0.0 < printed["hypervolume"] < 0.342116  # below the exact continuous front's HV
 
-    # every front point's weights are stored cheaply on its trial's run and load into the model
+    # every front point's weights are stored cheaply on its trial's run (a member's latest epoch) or in the
+    # search's storage (an earlier epoch kept on the front) and load into the model
     model = make_problem("toy2d").make_model()
     for point in printed["points"]:
-        assert point["model_uri"].startswith("runs:/")
-        path = mlflow.artifacts.download_artifacts(point["model_uri"], dst_path=str(tmp_path / "dl"))
+        if "@e" in point["point"]:
+            path = point["model_uri"]
+            assert Path(path).is_file() and "epoch_weights" in path
+        else:
+            assert point["model_uri"].startswith("runs:/")
+            path = mlflow.artifacts.download_artifacts(point["model_uri"], dst_path=str(tmp_path / "dl"))
         model.load_state_dict(torch.load(path, weights_only=True))
         f = torch.stack([1 - torch.exp(-((model.trunk.x - s / np.sqrt(20)) ** 2).sum()) for s in (1, -1)])
         assert f.tolist() == pytest.approx(point["values"], abs=1e-6)

@@ -141,15 +141,17 @@ def test_two_constraints_and_no_free_objective_needs_optimize() -> None:
 
 def test_point_rule_finds_any_evaluated_point_and_flags_dominated_ones() -> None:
     front = _front(LOSSES, [*KNEE_ROWS, (0.5, 0.5)])
-    assert parse_point("t3/0") == ("t3", 0) and parse_point("t3/m0") == ("t3", 0)
+    assert parse_point("t3/0") == ("t3", 0, None) and parse_point("t3/m0") == ("t3", 0, None)
+    assert parse_point("t3/0@e4") == ("t3", 0, 4) and parse_point("t3/m0@e4") == ("t3", 0, 4)
     selection = PointRule("t7", 0).select(front)
     assert _chosen(selection) == "t7"
     assert any("not on the front" in n for n in selection.notes)
     assert PointRule("t3", 0).select(front).notes == ()
     with pytest.raises(SelectionError, match=r"no evaluated point t9/0; points: t0/0, t1/0"):
         PointRule("t9", 0).select(front)
-    with pytest.raises(SelectionError, match="expected TRIAL/MEMBER"):
-        parse_point("t3")
+    for bad in ("t3", "t3/0@e", "t3/0@ex"):
+        with pytest.raises(SelectionError, match="expected TRIAL/MEMBER"):
+            parse_point(bad)
 
 
 def test_single_point_front_selects_it_by_every_rule() -> None:

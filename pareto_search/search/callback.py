@@ -2,9 +2,11 @@
 
 On every trial result: update the global front (persisted), compute the trial's exclusive HV
 contribution, log per-epoch metrics to the trial's nested MLflow run and the global HV to the
-search's parent run, and print one progress line. When a trial ends (finished, stopped early
-or failed) its members' weights go to its MLflow run as a cheap artifact (state dicts, not
-MLflow models) and the front points get their model URI. At the end the front files and plots
+search's parent run, and print one progress line. On every checkpoint: copy the weights of the
+trial's members that are on the front next to the front file, so an epoch that later epochs do
+worse than keeps its weights (fronts.py). When a trial ends (finished, stopped early or failed)
+its members' weights go to its MLflow run as a cheap artifact (state dicts, not MLflow models)
+and the members' latest points get their model URI. At the end the front files and plots
 go to the parent run and the child runs are tagged with their members on the front.
 
 The callback is pickled into Tune's experiment state; it keeps only plain data and reopens
@@ -23,7 +25,7 @@ from typing import Any
 
 from ray import tune
 
-from pareto_search.fronts import GlobalFront
+from pareto_search.fronts import GlobalFront, kept_epoch
 from pareto_search.groups import affinity_path, record_affinity
 from pareto_search.pareto import Objective
 from pareto_search.plan import SearchPlan
@@ -160,9 +162,10 @@ class SearchCallback(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         epoch = int(result.get("epoch", result["training_iteration"]))  # the trainer's count (see trainable.py)
         label = result.get("label", "")
+        tests = result.get("test_values") or [None] * len(result["values"])  # a result of an older trainable: none
         members = [
-            {"member": k, "values": row, "solver": label, "preference": pref, "epoch": epoch}
-            for k, (row, pref) in enumerate(zip(result["values"], result["preferences"], strict=True))
+            {"member": k, "values": row, "solver": label, "preference": pref, "epoch": epoch, "test_values": test}
+            for k, (row, pref, test) in enumerate(zip(result["values"], result["preferences"], tests, strict=True))
         ]
         with self._lock:
             self.front.update(trial.trial_id, members)  # storage first: the point is kept whatever MLflow does
@@ -223,6 +226,26 @@ class SearchCallback(tune.Callback):
         self._math_due = start + spent * (1.0 + MATH_PAUSE_FACTOR) if spent >= MATH_ALWAYS_S else 0.0
         return global_hv, contribution, front_points
 
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+        """The checkpoint of the epoch a trial just reported (Tune saves it right after the result): its members
+        whose point is on the front get their weights copied next to the front file, so that this epoch keeps
+        them when later epochs are worse (fronts.py). Never raises: Tune would not record the checkpoint."""
+        epoch = (getattr(trial, "last_result", None) or {}).get("epoch")
+        if epoch is None:
+            return
+        filesystem, folder = checkpoint.filesystem, str(checkpoint.path).rstrip("/")
+
+        def read(member: int) -> bytes:
+            with filesystem.open_input_stream(f"{folder}/{member_file(member)}") as stream:
+                return stream.read()
+
+        try:
+            with self._lock:
+                self.front.keep_weights(trial.trial_id, int(epoch), read)
+        except Exception as exc:  # storage or a checkpoint file that cannot be read: this epoch has no weights
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            print(f"[{self.search}] {trial.trial_id} epoch {epoch}: weights not kept ({first})", file=sys.stderr)
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, "FINISHED", None)
 
@@ -249,13 +272,16 @@ class SearchCallback(tune.Callback):
                 with checkpoint.as_directory() as folder:
                     for path in sorted(Path(folder).glob("member_*.pt")):
                         self.tracker.log_artifact_file(run_id, path, "weights")
-                with self._lock:
+                with self._lock:  # the final weights are a member's latest point's; a kept epoch has its own
                     self.front.set_data(
                         trial_id,
-                        model_uri=lambda p: self.tracker.artifact_uri(
-                            run_id, f"weights/{member_file(int(p.data['member']))}"
+                        model_uri=lambda p: (
+                            self.tracker.artifact_uri(run_id, f"weights/{member_file(int(p.data['member']))}")
+                            if kept_epoch(p.id) is None
+                            else p.data.get("model_uri", "")
                         ),
                         status="failed" if status == "FAILED" else "finished",
+                        run_id=run_id,
                     )
             self._log_affinity(run_id, last_result)
             self.tracker.end_run(run_id, status, error)  # type: ignore[arg-type]
@@ -291,6 +317,8 @@ class SearchCallback(tune.Callback):
             self.tracker.log_json(self.parent_run_id, data, "front.json")
             self.tracker.log_text(self.parent_run_id, front.to_csv(), "front.csv")
             final_hv = {"final_hv": hv if math.isfinite(hv) else 0.0}
+            if data["test_hypervolume"] is not None:  # the same front measured on test: reported, never selected on
+                final_hv["final_test_hv"] = data["test_hypervolume"]
             self.tracker.log_metrics(self.parent_run_id, final_hv, self.results_seen)
             with tempfile.TemporaryDirectory() as folder:
                 for path in plots.global_front_files(front, folder):

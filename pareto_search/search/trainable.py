@@ -1,9 +1,9 @@
 """What Ray runs for one trial: build the trial from the config, train, report, checkpoint.
 
 Every epoch the trial reports its members' objectives (own directions and minimization
-form), its own hypervolume, and a checkpoint holding the full trainer state plus each member's
-weights, sealed by a checksum manifest. A retried or resumed trial continues from its newest intact
-checkpoint, bit-identically (see trials/loop.py and checkpoints.py).
+form; on validation, and on test for the report), its own hypervolume, and a checkpoint holding the
+full trainer state plus each member's weights, sealed by a checksum manifest. A retried or resumed
+trial continues from its newest intact checkpoint, bit-identically (see trials/loop.py and checkpoints.py).
 """
 
 from __future__ import annotations
@@ -83,6 +83,17 @@ def epoch_metrics(
     return metrics
 
 
+def held_out_metrics(trainer: Trainer, objectives: tuple[Objective, ...]) -> dict[str, Any]:
+    """Each member's objectives on the test split at this epoch (``test_values``, one row per member, and
+    ``m<k>/test/<objective>`` for MLflow): the front reports them beside the validation values it is made of
+    (its test HV), never selects on them."""
+    rows = [[float(metrics[o.name]) for o in objectives] for metrics in trainer.evaluate("test")]
+    out: dict[str, Any] = {"test_values": rows}
+    for k, row in enumerate(rows):
+        out.update({f"m{k}/test/{o.name}": v for o, v in zip(objectives, row, strict=True)})
+    return out
+
+
 def affinity_metrics(extra: dict[str, Any]) -> dict[str, Any]:
     """TAG's inter-task affinity when the trial measures it (trials/affinity.py): the epoch's matrix
     as scalars ``affinity/<source>_to_<target>`` (logged to MLflow), plus the running total and the
@@ -133,6 +144,7 @@ def run_trial(params: dict[str, Any], *, plan: dict[str, Any]) -> None:
     while not trainer.done:
         report = trainer.train_epoch()
         metrics = epoch_metrics(report, objectives, reference_point, label)
+        metrics.update(held_out_metrics(trainer, objectives))
         if restored is not None:  # with every later result: the last one is what the summary reads
             metrics["recovery"] = restored.message()
         if report.epoch % every and not trainer.done:  # between checkpoints: the result alone

@@ -10,7 +10,7 @@ served front model choosing a member per request.
 | `WeightsRule` | the point whose pseudo-weights are closest to the given weights | pymoo `PseudoWeights` |
 | `KneeRule` | the high trade-off point (knee) | pymoo `HighTradeoffPoints` |
 | `ConstraintRule` | the best point on one objective among those meeting every constraint | filter + sort |
-| `PointRule` | a point named by `TRIAL/MEMBER` | lookup |
+| `PointRule` | a point named by `TRIAL/MEMBER` (its latest epoch) or `TRIAL/MEMBER@eEPOCH` | lookup |
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from pareto_search.fronts import EPOCH_MARK, kept_epoch, point_label
 from pareto_search.pareto import Front, FrontPoint
 from pareto_search.selection import mcdm
 
@@ -71,18 +72,15 @@ class Selection:
         return "\n".join(lines)
 
 
-def point_label(point: FrontPoint) -> str:
-    """`TRIAL/MEMBER`, what `--point` takes."""
-    return f"{point.data.get('trial_id', point.id.rsplit('/', 1)[0])}/{int(point.data.get('member', 0))}"
-
-
 def _point_json(point: FrontPoint) -> dict[str, Any]:
     return {
         "point": point_label(point),
         "trial_id": point.data.get("trial_id"),
         "member": int(point.data.get("member", 0)),
+        "epoch": point.data.get("epoch"),
         "solver": point.data.get("solver", ""),
         "values": list(point.values),
+        "test_values": point.data.get("test_values"),
         "preference": point.data.get("preference"),
         "model_uri": point.data.get("model_uri", ""),
     }
@@ -283,32 +281,46 @@ class ConstraintRule(Rule):
 # -- a named point -----------------------------------------------------------------------------------
 
 
-def parse_point(text: str) -> tuple[str, int]:
-    """'TRIAL/MEMBER' or 'TRIAL/mMEMBER' -> (trial id, member)."""
+def parse_point(text: str) -> tuple[str, int, int | None]:
+    """'TRIAL/MEMBER', 'TRIAL/mMEMBER' or either with '@eEPOCH' -> (trial id, member, epoch or None)."""
     trial, _, member = text.rpartition("/")
     member = member[1:] if member.startswith("m") else member
-    if not trial or not member.isdigit():
-        raise SelectionError(f"--point: expected TRIAL/MEMBER (e.g. 7f3a_00001/2), found {text!r}")
-    return trial, int(member)
+    member, mark, epoch = member.partition(EPOCH_MARK)
+    if not trial or not member.isdigit() or (mark and not epoch.isdigit()):
+        raise SelectionError(
+            f"--point: expected TRIAL/MEMBER or TRIAL/MEMBER{EPOCH_MARK}EPOCH (e.g. 7f3a_00001/2, 7f3a_00001/2@e4), "
+            f"found {text!r}"
+        )
+    return trial, int(member), int(epoch) if mark else None
 
 
 @dataclass(frozen=True)
 class PointRule(Rule):
-    """The point the user names; it may be any evaluated point, on the front or not."""
+    """The point the user names; it may be any evaluated point, on the front or not. Without an epoch: the
+    member's latest point; with one: that epoch, kept on the front (or the latest point when it is that epoch)."""
 
     trial_id: str
     member: int
+    epoch: int | None = None
 
     def describe(self) -> str:
-        return f"point {self.trial_id}/{self.member}"
+        return f"point {self.trial_id}/{self.member}" + ("" if self.epoch is None else f"{EPOCH_MARK}{self.epoch}")
+
+    def _matches(self, point: FrontPoint) -> bool:
+        if point.data.get("trial_id") != self.trial_id or int(point.data.get("member", -1)) != self.member:
+            return False
+        kept = kept_epoch(point.id)
+        if self.epoch is None:
+            return kept is None
+        return kept == self.epoch or (kept is None and point.data.get("epoch") == self.epoch)
 
     def order(self, front: Front) -> tuple[list[int], list[str]]:
         for i, p in enumerate(front.points):
-            if p.data.get("trial_id") == self.trial_id and int(p.data.get("member", -1)) == self.member:
+            if self._matches(p):
                 return [i], []
         known = sorted(point_label(p) for p in front.points)
         shown = ", ".join(known[:10]) + (f", ... ({len(known)} in all)" if len(known) > 10 else "")
-        raise SelectionError(f"--point: no evaluated point {self.trial_id}/{self.member}; points: {shown}")
+        raise SelectionError(f"--point: no evaluated point {self.describe().removeprefix('point ')}; points: {shown}")
 
     def select(self, front: Front, candidates: Front | None = None) -> Selection:
         selection = super().select(front, front if candidates is None else candidates)

@@ -15,13 +15,14 @@ from pathlib import Path
 import torch
 
 from pareto_search.config import ConfigError
-from pareto_search.fronts import GlobalFront
+from pareto_search.fronts import GlobalFront, kept_epoch
 from pareto_search.pareto import FrontPoint
 from pareto_search.plan import SearchPlan
 from pareto_search.selection import Selection, point_label
 from pareto_search.serving.network import NetworkSpec
 from pareto_search.serving.package import EXAMPLE_ROWS, MemberWeights, write_model
 from pareto_search.serving.registry import ModelRegistry, RegisteredVersion, file_digest, identity
+from pareto_search.storage import Location
 from pareto_search.tracking import SearchTracker, ui_link
 from trials.data.sources import DataUnavailableError
 from trials.problems import make_problem
@@ -53,21 +54,40 @@ def _problem_and_inputs(plan: SearchPlan) -> tuple[NetworkSpec, torch.Tensor]:
 
 
 def _download_weights(tracker: SearchTracker, points: Sequence[FrontPoint], folder: Path) -> dict[str, Path]:
-    """Each point's stored weights (`runs:/<run>/weights/member_k.pt`), downloaded into `folder`."""
+    """Each point's stored weights, in `folder`: `runs:/<run>/weights/member_k.pt` (a member's latest epoch,
+    from its trial run) or the file in the search's storage (an earlier epoch kept on the front)."""
     files = {}
     for point in points:
         uri = str(point.data.get("model_uri") or "")
-        run_id, _, path = uri.removeprefix("runs:/").partition("/")
-        if not uri.startswith("runs:/") or not run_id or not path:
-            raise ConfigError(
-                f"point {point_label(point)} has no stored weights (model_uri {uri!r}): its trial never ended; "
-                "resume the search first"
+        if not uri:
+            why = (
+                "its trial never ended; resume the search first"
+                if kept_epoch(point.id) is None
+                else "that epoch was not checkpointed (search.checkpoint_every > 1 stores weights every N epochs)"
             )
+            raise ConfigError(f"point {point_label(point)} has no stored weights: {why}")
         try:
-            files[point.id] = tracker.download_artifact(run_id, path, folder / point.id.replace("/", "_"))
-        except Exception as exc:  # MLflow raises several types for a missing run or artifact
+            if uri.startswith("runs:/"):
+                run_id, _, path = uri.removeprefix("runs:/").partition("/")
+                if not run_id or not path:
+                    raise ValueError(f"not a run artifact URI: {uri!r}")
+                files[point.id] = tracker.download_artifact(run_id, path, folder / point.id.replace("/", "_"))
+            else:  # an epoch kept on the front: its file in the search's storage (fronts.py)
+                target = folder / point.id.replace("/", "_") / Location(uri).name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(Location(uri).read_bytes())
+                files[point.id] = target
+        except Exception as exc:  # MLflow and pyarrow raise several types for a missing run, artifact or file
             raise ConfigError(f"point {point_label(point)}: cannot read its weights {uri}: {exc}") from None
     return files
+
+
+def _source_run(point: FrontPoint) -> str | None:
+    """The trial run a member's model comes from: recorded when its trial ended, else its weights' run."""
+    if point.data.get("run_id"):
+        return str(point.data["run_id"])
+    uri = str(point.data.get("model_uri") or "")
+    return uri.removeprefix("runs:/").split("/")[0] if uri.startswith("runs:/") else None
 
 
 def _member(point: FrontPoint, weights: Path) -> MemberWeights:
@@ -130,6 +150,7 @@ def register(
             f"{TAG_PREFIX}trial_id": chosen.data.get("trial_id", ""),
             f"{TAG_PREFIX}member": int(chosen.data.get("member", 0)),
             f"{TAG_PREFIX}point": selection.point,
+            f"{TAG_PREFIX}epoch": chosen.data.get("epoch") or "",
             f"{TAG_PREFIX}solver": chosen.data.get("solver", ""),
             f"{TAG_PREFIX}selection_rule": selection.rule,
             **{f"{TAG_PREFIX}objective.{n}": v for n, v in zip(selection.objectives, chosen.values, strict=True)},
@@ -137,10 +158,8 @@ def register(
         if whole_front:
             tags[f"{TAG_PREFIX}members"] = len(members)
         # A member's version links to its trial's run (where its weights and curves are); a front model
-        # to the search's parent run.
-        source_run = (
-            parent_run_id if whole_front else str(chosen.data["model_uri"]).removeprefix("runs:/").split("/")[0]
-        )
+        # (and an earlier epoch whose trial is still running) to the search's parent run.
+        source_run = (parent_run_id if whole_front else _source_run(chosen)) or parent_run_id
         existing = registry.find(model_name, digest)
         if existing is not None:
             version = registry.reuse(model_name, existing, alias)

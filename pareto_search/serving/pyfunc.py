@@ -6,7 +6,7 @@ One class serves both registrations:
   answer is every task's prediction;
 - a **front model** (`select ... --register-front`): every member of the front in one process; a request
   may choose the trade-off through MLflow's inference params, `{"weights": [0.7, 0.3]}` (the same rule
-  as `select --weights`) or `{"point": "TRIAL/MEMBER"}`; without params the member chosen at registration
+  as `select --weights`) or `{"point": "TRIAL/MEMBER[@eEPOCH]"}`; without params the member chosen at registration
   answers. The answer also says which member answered (`point`).
 
 What the model folder holds (MLflow artifacts): `members.json` (objectives, directions, each member's
@@ -56,9 +56,11 @@ class ParetoModel(mlflow.pyfunc.PythonModel):
         template = self.network.build()
         for member in manifest["members"]:
             self.members[member["point"]] = self.network.load(weights_dir / member["weights_file"], template)
-            trial, _, index = member["point"].rpartition("/")
+            trial, _, index = member["point"].rpartition("/")  # TRIAL/K, or TRIAL/K@eE for a kept earlier epoch
             points.append(
-                FrontPoint(member["point"], tuple(member["values"]), {"trial_id": trial, "member": int(index)})
+                FrontPoint(
+                    member["point"], tuple(member["values"]), {"trial_id": trial, "member": int(index.split("@")[0])}
+                )
             )
         self.front = Front(self.objectives, tuple(points))
         self._by_weights = lru_cache(maxsize=1024)(self._choose_by_weights)
