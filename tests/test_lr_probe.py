@@ -263,3 +263,21 @@ class _Lines:
 
     def text(self) -> str:
         return "".join(self._lines)
+
+
+def test_candidates_trained_in_the_driver_are_the_tasks_points_and_failures(tmp_path, local_ray) -> None:
+    """On this machine's own Ray with CPU trials the candidates train in the driver (no worker start-up): the same
+    points, choice and failure lines as Ray tasks; a cluster (`--address`) or GPU trials keep the tasks."""
+    plan = make_plan(parse_config(_config(tmp_path)))
+    assert lr_probe.trains_here(plan, None) and not lr_probe.trains_here(plan, "http://head:8265")
+    gpu = make_plan(parse_config(_config(tmp_path, resources={"cpus_per_trial": 1, "gpus_per_trial": 1})))
+    assert not lr_probe.trains_here(gpu, None)
+    tasks, (by_tasks,) = run_probes(plan, log=lambda line: None)
+    here, (by_driver,) = run_probes(plan, log=lambda line: None, here=True)
+    assert by_driver == by_tasks and here.config == tasks.config
+    diverging = {"name": "tests.fault_problems:diverging", "args": {"mode": "raise", "steps_per_epoch": 50}}
+    solvers = [{"solver": "linear", "optimizer": {"name": "sgd", "lr": {"probe": [0.1, 10.0, 3]}}}]
+    failing = make_plan(parse_config(_config(tmp_path, problem=diverging, solvers=solvers, reference_point=[10, 10])))
+    lines: list[str] = []
+    _, (result,) = run_probes(failing, log=lines.append, here=True)
+    assert result.points[2] is None and any("probe lr 10 failed: RuntimeError: simulated crash" in x for x in lines)

@@ -7,7 +7,12 @@ every candidate from the same initialization (the search's seed), under the entr
 epochs. The candidate whose validation point has the largest hypervolume (the search's objectives and reference
 point) becomes the entry's fixed learning rate for every trial.
 
-Candidates run as Ray tasks with a trial's resources, side by side where slots allow. The choice is written into
+On this machine's own Ray (the embedded one, one node) with CPU trials, the candidates train one after another in
+the driver, which has torch and the trial code loaded already: a Ray task would start a worker process and import
+them again (~4 s a slot on 2 cores, against a candidate-epoch of a fraction of a second on small problems), and Ray
+starts the trials' actors in processes of their own whatever the tasks left behind. Elsewhere (a cluster, GPU trials)
+they run as Ray tasks with a trial's resources, side by side where slots allow. Either way each candidate is built
+and trained the same way (``_train``): the same points. The choice is written into
 the plan (``search.json``), so a resumed search does not probe again; a probe costs candidates x
 ``PROBE_EPOCHS`` model-epochs, which the plan records with it. A candidate that is the same model for two entries
 (their probe specs are equal: e.g. ``method: mt2o`` and the same entry with ``transfer: {eps0: 0}``, since one
@@ -116,21 +121,27 @@ def probe_spec(config: SearchConfig, index: int, lr: float) -> TrialSpec:
     return config.trial_spec(index, sample, config.seed)
 
 
-def _train_candidate(spec: TrialSpec, epochs: int, names: tuple[str, ...], threads: int) -> Any:
-    """A Ray generator task: says it started (so the driver can tell a running probe from one still waiting
-    for a slot), then trains and yields the candidate's validation objectives."""
-    yield "started"
-    from pareto_search.search.trainable import quiet_termination, resolve_device
+def _train(spec: TrialSpec, epochs: int, names: tuple[str, ...], threads: int) -> tuple[float, ...]:
+    """Train one candidate; its validation objectives."""
+    from pareto_search.search.trainable import resolve_device
     from trials.loop import Trainer
-
-    quiet_termination()  # a probe cancelled by a stopped search ends without a traceback (trainable.py)
 
     trainer = Trainer(dataclasses.replace(spec, device=resolve_device(spec.device)), num_threads=threads)
     report = None
     for _ in range(min(epochs, spec.epochs)):
         report = trainer.train_epoch()
     assert report is not None  # epochs >= 1
-    yield tuple(float(report.members[0].metrics[name]) for name in names)
+    return tuple(float(report.members[0].metrics[name]) for name in names)
+
+
+def _train_candidate(spec: TrialSpec, epochs: int, names: tuple[str, ...], threads: int) -> Any:
+    """A Ray generator task: says it started (so the driver can tell a running probe from one still waiting
+    for a slot), then trains and yields the candidate's validation objectives."""
+    yield "started"
+    from pareto_search.search.trainable import quiet_termination
+
+    quiet_termination()  # a probe cancelled by a stopped search ends without a traceback (trainable.py)
+    yield _train(spec, epochs, names, threads)
 
 
 def choose(plan: SearchPlan, points: list[tuple[float, ...] | None]) -> tuple[list[float], int]:
@@ -156,10 +167,14 @@ def choose(plan: SearchPlan, points: list[tuple[float, ...] | None]) -> tuple[li
 
 
 def run_probes(
-    plan: SearchPlan, log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
+    plan: SearchPlan,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    *,
+    here: bool = False,
 ) -> tuple[SearchPlan, list[ProbeResult]]:
-    """Probe every entry that asks for it (Ray must be running); the plan with the chosen learning rates.
-    Every entry's candidates run side by side; a candidate equal to another entry's is trained once."""
+    """Probe every entry that asks for it; the plan with the chosen learning rates. ``here``: the candidates train
+    one after another in this process (see :func:`trains_here`); else as Ray tasks side by side (Ray must be
+    running). A candidate equal to another entry's is trained once."""
     pending = [
         (index, candidates, [probe_spec(plan.config, index, lr) for lr in candidates])
         for index, candidates in ((i, candidates_of(d)) for i, d in pending_probes(plan.config))
@@ -170,15 +185,17 @@ def run_probes(
     unique: list[TrialSpec] = []
     trained_by: dict[int, int] = {}  # entry -> how many of its candidates it trains itself
     for index, candidates, specs in pending:
-        log(f"[{plan.name}] learning-rate probe of `solvers[{index}].optimizer.lr`: "
-            f"{len(candidates)} candidates in [{candidates[0]:.3g}, {candidates[-1]:.3g}], {PROBE_EPOCHS} epoch each")
+        log(
+            f"[{plan.name}] learning-rate probe of `solvers[{index}].optimizer.lr`: "
+            f"{len(candidates)} candidates in [{candidates[0]:.3g}, {candidates[-1]:.3g}], {PROBE_EPOCHS} epoch each"
+        )
         trained_by[index] = 0
         for spec in specs:
             if _identity(spec) not in slot_of:
                 slot_of[_identity(spec)] = len(unique)
                 unique.append(spec)
                 trained_by[index] += 1
-    trained_points = _run_candidates(plan, unique, log)
+    trained_points = (_train_here if here else _run_candidates)(plan, unique, log)
     results: list[ProbeResult] = []
     config_data = plan.config.model_dump(mode="json")
     for index, candidates, specs in pending:
@@ -203,6 +220,39 @@ def run_probes(
 def _identity(spec: TrialSpec) -> str:
     """Equal for two specs that train the same model the same way (specs hold dicts: not hashable)."""
     return json.dumps(dataclasses.asdict(spec), sort_keys=True, default=repr)
+
+
+def trains_here(plan: SearchPlan, address: str | None) -> bool:
+    """Whether the candidates train in the driver: the search's Ray is this machine alone (no ``--address``, one
+    live node) and its trials train on the CPU. A cluster's driver may lack the trials' data or cores, and a GPU
+    trial's device is the one Ray assigns it."""
+    if address is not None or plan.config.resources.gpus_per_trial > 0:
+        return False
+    if not ray.is_initialized():
+        return True  # the embedded Ray is this machine
+    return sum(1 for node in ray.nodes() if node.get("Alive")) == 1
+
+
+def _train_here(plan: SearchPlan, specs: list[TrialSpec], log: Callable[[str], None]) -> list[tuple[float, ...] | None]:
+    """Each candidate in turn in this process, with a trial's threads (put back afterwards): the same model, data
+    order and arithmetic as in a task (``_train``). Ctrl-C (KeyboardInterrupt) goes through to the caller."""
+    import torch
+
+    threads = max(1, math.floor(plan.config.resources.cpus_per_trial))
+    names = tuple(o.name for o in plan.objectives)
+    points: list[tuple[float, ...] | None] = []
+    previous = torch.get_num_threads()
+    try:
+        for spec in specs:
+            try:
+                points.append(_train(spec, PROBE_EPOCHS, names, threads))
+            except Exception as exc:  # the candidate's own error: the others still count
+                first = next((line for line in str(exc).splitlines() if line.strip()), "")
+                log(f"[{plan.name}] probe lr {spec.optimizer.lr:.3g} failed: {type(exc).__name__}: {first}")
+                points.append(None)
+    finally:
+        torch.set_num_threads(previous)
+    return points
 
 
 def _run_candidates(

@@ -26,7 +26,7 @@ from pareto_search.plan import PLAN_FILE, SearchPlan, load_plan
 from pareto_search.scheduler import ParetoASHA, ParetoASHAStateCallback
 from pareto_search.search.atomic_fs import atomic_local_filesystem
 from pareto_search.search.callback import SearchCallback, bind_location
-from pareto_search.search.lr_probe import pending_probes, run_probes
+from pareto_search.search.lr_probe import pending_probes, run_probes, trains_here
 from pareto_search.search.outage import TrackingUnavailable, fail_fast_http, is_outage
 from pareto_search.search.resources import PendingWatch, PlacementTimeout, check_requests_fit, node_resources
 from pareto_search.search.space import param_space, tune_num_samples
@@ -148,10 +148,13 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
         raise ConfigError(f"`tracking.uri`: {tracking_uri} {verb}: {reason[:400]}") from None
     if not resume:
         plan.save(parent_run_id)
-    _init_ray(address)
+    # A probe that trains in this process needs no Ray: it runs before Ray starts, not beside its start-up.
+    here = bool(pending_probes(plan.config)) and trains_here(plan, address)
+    if not here:
+        _init_ray(address)
     if pending_probes(plan.config):  # a new search, or one killed while it probed: its trials need the value
         try:
-            plan, probes = run_probes(plan)
+            plan, probes = run_probes(plan, here=here)
         except KeyboardInterrupt:  # Ctrl-C while probing: nothing trained yet; `resume` probes again
             tracker.end_run(parent_run_id, "KILLED")
             empty = GlobalFront(plan.name, plan.objectives, plan.reference_point, plan.front_path)
@@ -160,6 +163,7 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
         chosen = {f"pareto_search.lr_probe.solvers.{r.entry}.lr": f"{r.chosen:.6g}" for r in probes}
         tracker.set_tags(parent_run_id, chosen)
         tracker.log_json(parent_run_id, list(plan.probes), "lr_probe.json")
+    _init_ray(address)  # (started already unless the probe trained here)
     bind_location(plan.name, plan.files)  # before Tune unpickles a restored callback
     trainable = _trainable(plan)
     # Local storage: Tune's copies into the folder publish each file whole (atomic_fs.py); object stores do.
