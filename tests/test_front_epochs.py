@@ -6,6 +6,7 @@ epoch 2 (tests/fault_problems.py: ``overfitting``)."""
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from pathlib import Path
@@ -22,6 +23,7 @@ from pareto_search.pareto import Objective
 from pareto_search.plan import make_plan
 from pareto_search.selection import PointRule
 from pareto_search.serving.network import NetworkSpec
+from tests.stored_search import PLUGIN, PLUGIN_ARGS, stored_search
 from trials.problems import make_problem
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,6 +151,41 @@ def test_point_rule_names_a_kept_epoch(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"no evaluated point t/0@e7; points: t/0, t/0@e1"):
         PointRule("t", 0, 7).select(points)
     assert point_id("t", 0, 1) == "t/m0@e1" and kept_epoch("t/m0@e1") == 1 and kept_epoch("t/m0") is None
+
+
+def test_a_front_model_serves_a_kept_epoch_by_name_and_by_weights(tmp_path, monkeypatch, capsys) -> None:
+    """`select --register-front` with a kept epoch among the members: the served front answers with that
+    epoch's own weights when a request names it (`TRIAL/MEMBER@eEPOCH`) or when the weights pick it."""
+    monkeypatch.chdir(REPO)  # the plug-in problem is imported from the repository root
+    search = stored_search(tmp_path, [(0.5, 0.5), (1.5, 0.2)])  # weights stored as a search stores them
+    front = GlobalFront.load(search.plan.front_path)
+    uri = front.points["trial_00000/m0"].data["model_uri"]
+    problem = make_problem(PLUGIN, PLUGIN_ARGS)
+    torch.manual_seed(99)
+    epoch1 = problem.make_model()  # trial_00000's member at epoch 1: better on task1, then epoch 2 (stored)
+    buffer = io.BytesIO()
+    torch.save(epoch1.state_dict(), buffer)
+    front.update("trial_00000", [{"member": 0, "values": (0.1, 1.0), "epoch": 1, "solver": "linear"}])
+    front.keep_weights("trial_00000", 1, lambda k: buffer.getvalue())
+    front.update("trial_00000", [{"member": 0, "values": (0.5, 0.5), "epoch": 2, "model_uri": uri}])
+    assert {p.id for p in front.front().points} == {"trial_00000/m0", "trial_00000/m0@e1", "trial_00001/m0"}
+
+    args = ["select", "served", "--storage", str(search.storage), "--knee", "--register-front", "front"]
+    assert main(args) == 0
+    capsys.readouterr()
+    mlflow.set_tracking_uri(search.tracking_uri)  # conftest resets it
+    model = mlflow.pyfunc.load_model("models:/front@champion")
+    inputs = problem.example_inputs(4).numpy()
+    with torch.no_grad():
+        expected = epoch1(torch.as_tensor(inputs))
+    for params in ({"point": "trial_00000/0@e1"}, {"point": "trial_00000/m0@e1"}, {"weights": [1.0, 0.0]}):
+        answer = model.predict(inputs, params=params)
+        assert list(answer["point"]) == ["trial_00000/0@e1"] * len(inputs), params
+        for task, mine in zip(problem.task_names, expected, strict=True):
+            np.testing.assert_allclose(answer[task], mine.numpy(), rtol=1e-6)
+    latest = model.predict(inputs, params={"point": "trial_00000/0"})
+    assert list(latest["point"]) == ["trial_00000/0"] * len(inputs)
+    assert not np.allclose(latest["task1"], answer["task1"])
 
 
 # -- end to end ------------------------------------------------------------------------------------------------
