@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     solvers = commands.add_parser("solvers", help="list the solvers with their hyperparameters and papers")
     solvers.add_argument("--format", choices=["table", "json"], default="table")
+
+    problems = commands.add_parser("problems", help="list the built-in problems (a config's `problem.name`)")
+    problems.add_argument("--format", choices=["table", "json"], default="table")
     return parser
 
 
@@ -421,6 +424,19 @@ def _cmd_solvers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_problems(args: argparse.Namespace) -> int:
+    from trials.names import PROBLEMS  # names only: nothing imports torch or opens a dataset
+
+    if args.format == "json":
+        print(json.dumps([{"name": name, "factory": factory} for name, factory in PROBLEMS.items()], indent=2))
+    else:
+        width = max(map(len, PROBLEMS))
+        for name, factory in PROBLEMS.items():
+            print(f"{name:<{width}}  {factory}")
+        print("\nor a plug-in 'package.module:factory'; each problem's arguments: its factory's docstring")
+    return 0
+
+
 COMMANDS = {
     "run": _cmd_run,
     "resume": _cmd_resume,
@@ -434,6 +450,7 @@ COMMANDS = {
     "stop": _cmd_stop,
     "list": _cmd_list,
     "solvers": _cmd_solvers,
+    "problems": _cmd_problems,
 }
 
 

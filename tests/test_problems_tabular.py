@@ -15,10 +15,12 @@ import torch
 
 from trials.data.sources import DataUnavailableError
 from trials.data.tabular import load_movielens100k, load_river_flow
+from trials.loop import Trainer
 from trials.problems import make_problem
 from trials.problems.base import Problem
 from trials.problems.movielens import MovieLens, auc
 from trials.problems.river_flow import DEFAULT_SITES, RiverFlow
+from trials.spec import OptimizerSpec, PopulationSpec, TrialSpec
 
 CPU = torch.device("cpu")
 SPLITS = ("train", "val", "test")
@@ -69,6 +71,20 @@ def refit_heads(problem: Problem, model: torch.nn.Module, epochs: int) -> dict[s
     return problem.evaluate(model, "val", CPU)
 
 
+def trial_members(problem: Problem, name: str, preferences: tuple[tuple[float, ...], ...]) -> list[dict[str, float]]:
+    """Val metrics of a 2-epoch trial (``trials.loop.Trainer``, linear solver, Adam 3e-3) whose members
+    are ``preferences``, as a search's trial trains them."""
+    spec = TrialSpec(
+        problem=name,
+        solver="linear",
+        population=PopulationSpec(size=len(preferences), preferences=preferences),
+        optimizer=OptimizerSpec(lr=3e-3),
+        epochs=2,
+    )
+    history = Trainer(spec, problem=problem).run()
+    return [member.metrics for member in history[-1].members]
+
+
 def no_worse_than_reference(problem: Problem, result: dict[str, float]) -> bool:
     ref = problem.default_reference_point
     assert ref is not None
@@ -96,6 +112,19 @@ def test_missing_files_raise_with_instructions(tmp_path: Path) -> None:
         (tmp_path / "widedeep" / f"{name}.parquet.brotli").write_bytes(b"not parquet")
     with pytest.raises(DataUnavailableError, match="cannot read"):
         load_river_flow(tmp_path)
+
+
+def test_cli_lists_the_problems(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from pareto_search.cli import main
+
+    assert main(["problems"]) == 0
+    table = capsys.readouterr().out
+    assert "river_flow           trials.problems.river_flow:river_flow" in table and "movielens " in table
+    assert main(["problems", "--format", "json"]) == 0
+    listed = {p["name"]: p["factory"] for p in json.loads(capsys.readouterr().out)}
+    assert listed["movielens"] == "trials.problems.movielens:movielens" and "multi_mnist" in listed
 
 
 # -- river_flow ------------------------------------------------------------------------------------
@@ -158,15 +187,15 @@ def test_river_flow_trained_models_are_inside_the_reference_point(river: RiverFl
     assert ref == pytest.approx((1.035, 1.883, 0.439), abs=1e-3)
     untrained = river.evaluate(river.make_model(), "val", CPU)  # zero heads: the constant predictor
     assert [untrained[k] for k in river.default_objectives] == pytest.approx(list(river.constant_mse))
-    for weights in ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (1 / 3, 1 / 3, 1 / 3)):
-        result = river.evaluate(train(river, weights, epochs=2), "val", CPU)
+    preferences = ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (1 / 3, 1 / 3, 1 / 3))
+    for weights, result in zip(preferences, trial_members(river, "river_flow", preferences), strict=True):
         assert no_worse_than_reference(river, result), (weights, result)
 
 
 def test_river_flow_sites_conflict(river: RiverFlow) -> None:
     """A trunk trained for one site serves the others worse than a trunk trained for them, even with
     their heads refit on it (the representation, not an untrained head, is what differs). Every site has
-    another whose trunk at least doubles its MSE; VALI2 (whose flow falls when NAPM7's rises) with both."""
+    another whose trunk at least doubles its MSE; VALI2 (its flow uncorrelated with NAPM7's, r = -0.08) with both."""
     own, refit = {}, {}
     for t, site in enumerate(river.task_names):
         weights = tuple(float(i == t) for i in range(3))
@@ -242,8 +271,8 @@ def test_movielens_trained_models_are_inside_the_reference_point(movies: MovieLe
     assert ref == pytest.approx((1.1 * movies.constant_mse, 0.5)) and ref[0] == pytest.approx(1.393, abs=1e-3)
     untrained = movies.evaluate(movies.make_model(), "val", CPU)
     assert untrained["rating_mse"] == pytest.approx(movies.constant_mse) and untrained["watch_auc"] == 0.5
-    for weights in ((1.0, 0.0), (0.0, 1.0), (0.5, 0.5)):
-        result = movies.evaluate(train(movies, weights, epochs=2), "val", CPU)
+    preferences = ((1.0, 0.0), (0.0, 1.0), (0.5, 0.5))
+    for weights, result in zip(preferences, trial_members(movies, "movielens", preferences), strict=True):
         assert no_worse_than_reference(movies, result), (weights, result)
 
 
@@ -258,40 +287,79 @@ def test_movielens_tasks_conflict(movies: MovieLens) -> None:
     assert watch_refit["rating_mse"] > rating_end["rating_mse"] + 0.15, (watch_refit, rating_end)
 
 
+# -- serving ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["river_flow", "movielens"])
+def test_served_network_builds_without_data(name: str, request: pytest.FixtureRequest) -> None:
+    """A registered model rebuilds its network from the recipe alone (no parquet files on a serving
+    machine), and its input example is val rows as the model sees them."""
+    from pareto_search.serving.network import NetworkSpec
+
+    problem = request.getfixturevalue("river" if name == "river_flow" else "movies")
+    spec = NetworkSpec.from_json(NetworkSpec.of(problem, name, {}).to_json())
+    assert spec.recipe is not None and spec.recipe[0].startswith(f"trials.problems.{name}:")
+    torch.manual_seed(0)
+    trained = problem.make_model()
+    for head in trained.heads:  # non-zero heads, so that equal outputs mean equal weights
+        torch.nn.init.normal_(head.weight, std=0.1)
+    served = spec.build()
+    served.load_state_dict(trained.state_dict())
+    examples = problem.example_inputs(5)
+    assert torch.equal(examples, problem.data["val"][0][:5])
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(served(examples), trained(examples), strict=True))
+
+
 # -- a real search ---------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_two_epoch_searches_end_with_fronts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, river, movies) -> None:
+@pytest.fixture(scope="module")
+def ray_session():
+    """One embedded Ray for this module's searches (its start-up costs seconds), started only when a
+    search test runs."""
     import ray
 
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["movielens"])  # river_flow's trials run through the same loop above
+def test_two_epoch_search_ends_with_a_front(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_session: None, request: pytest.FixtureRequest
+) -> None:
+    """The service end to end (Ray Tune, MLflow): one trial of three linear-scalarization members,
+    2 epochs; its front has a positive hypervolume at the problem's default reference point, a min
+    (rating_mse) and a max (watch_auc) objective. One problem only: a search costs ~30 s here (half of
+    it Ray's start-up), and river_flow's trial is the same Trainer the fast tests run."""
     from pareto_search.config import parse_config
     from pareto_search.plan import make_plan
     from pareto_search.search.runner import run_search
 
+    problem = request.getfixturevalue("river" if name == "river_flow" else "movies")  # the data is there
     monkeypatch.chdir(tmp_path)
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        for problem in ("river_flow", "movielens"):
-            config = {
-                "name": problem,
-                "problem": {"name": problem},
-                "epochs": 2,
-                "solvers": [
-                    {
-                        "label": "linear",
-                        "solver": "linear",
-                        "population": {"size": 3},
-                        "optimizer": {"name": "adam", "lr": 3e-3},
-                    }
-                ],
-                "search": {"algorithm": "random", "num_samples": 1, "max_failures": 0},
-                "resources": {"cpus_per_trial": 1},
-                "storage": str(tmp_path / "searches"),
-                "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "tests"},
+    config = {
+        "name": name,
+        "problem": {"name": name},
+        "epochs": 2,
+        "solvers": [
+            {
+                "label": "linear",
+                "solver": "linear",
+                "population": {"size": 3},
+                "optimizer": {"name": "adam", "lr": 3e-3},
             }
-            front = run_search(make_plan(parse_config(config))).front
-            hv = front.hypervolume().value
-            assert len(front.points) >= 1 and hv > 0.0, (problem, front)
-    finally:
-        ray.shutdown()
+        ],
+        "search": {"algorithm": "random", "num_samples": 1, "max_failures": 0},
+        "resources": {"cpus_per_trial": 1},
+        "storage": str(tmp_path / "searches"),
+        "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "tests"},
+    }
+    front = run_search(make_plan(parse_config(config))).front
+    points = list(front.points.values())
+    assert 1 <= len(points) <= 6  # the 3 members after each of the 2 epochs, those on the front
+    assert front.hypervolume().value > 0.0, points
+    for point in points:  # every front point is inside the reference point
+        assert no_worse_than_reference(problem, dict(zip(problem.default_objectives, point.values, strict=True)))

@@ -13,8 +13,9 @@ Tasks, both per (user, movie) pair:
 
 They conflict (the explicit- vs. implicit-feedback tension of recommender MTL: popular movies are
 watched, but not the best rated): a model trained for ``watch`` learns popularity, one trained for
-``rating`` quality, and the shared embeddings and layer serve one at the other's expense. Measured (val,
-seed 0, Adam 3e-3, 5 epochs; then the trunk frozen and both heads refit, 2 epochs, Adam 1e-2):
+``rating`` quality, and the shared embeddings and layer serve one at the other's expense. Measured
+(``benchmarks/tabular_conflict.py movielens``: val, seed 0, Adam 3e-3, 5 epochs; then the trunk frozen
+and both heads refit, 2 epochs, Adam 1e-2):
 
 ================  =====================  ===========================
 weights           trained                heads refit on its trunk

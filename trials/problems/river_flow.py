@@ -19,11 +19,13 @@ train / val / test: 33 / 11 / 11 weeks, about 5,400 / 1,800 / 1,800 hours (a wee
 end is shorter, so the counts move a little with the seed; seed 0: 5,415 / 1,825 / 1,756). An epoch
 (43 batches of 128) takes 0.05–0.2 s on one CPU thread.
 
-The front's ends (val MSE, seed 0, Adam 3e-3, 10 epochs; one-hot weights leave the other heads at
-zero, the constant predictor): SCLM7 alone (0.162, 1.255, 0.293), VALI2 alone (0.690, 0.449, 0.293),
-NAPM7 alone (0.690, 1.255, 0.027); equal weights (0.173, 0.210, 0.043). The trade-off is in the trunk:
-refit the heads of a one-site model on its frozen trunk and VALI2 stays at 1.02–1.03 on the SCLM7 and
-NAPM7 trunks (0.42 on its own), SCLM7 reaches 0.41 on VALI2's (0.18), NAPM7 0.66 on SCLM7's (0.06).
+The front's ends (``benchmarks/tabular_conflict.py river-front``: val MSE, seed 0, Adam 3e-3, 10
+epochs; one-hot weights leave the other heads at zero, the constant predictor): SCLM7 alone (0.162,
+1.255, 0.293), VALI2 alone (0.690, 0.449, 0.293), NAPM7 alone (0.690, 1.255, 0.027); weights 0.9 / 0.05
+/ 0.05: (0.178, 0.545, 0.202), (0.140, 0.407, 0.194), (0.160, 0.512, 0.025); equal weights (0.173, 0.210,
+0.043). The trade-off is in the trunk: refit every head on the frozen trunk of a one-site model and
+VALI2 stays at 1.14 / 1.22 on the SCLM7 / NAPM7 trunks (0.43 on its own), SCLM7 reaches 0.33 on
+VALI2's (0.14-0.16 elsewhere), NAPM7 0.52 on SCLM7's (0.027 on its own).
 
 Reference point: each task's MSE on val of the constant predictor "training mean" (0 in
 standardized units: val's mean square of the standardized target), times 1.5: at seed 0 the constants
@@ -48,11 +50,12 @@ from trials.problems.base import Batch, MetricSpec, Problem, Split
 
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
 NAME = "river_flow"
-# The default sites: the three whose tasks conflict most for a shared trunk. Measured: the mean pairwise
+# The default sites: the three whose tasks conflict most for a shared trunk. Measured
+# (`benchmarks/tabular_conflict.py river-sites`): the mean pairwise
 # cosine between per-task gradients on the trunk of one 8-site model (hidden 32, equal weights, Adam 1e-3,
 # epochs 3-20, every step, data seeds 0-2). Most pairs are near-orthogonal; the triple with the most
 # negative mean is SCLM7, VALI2, NAPM7 (-0.015; SCLM7-NAPM7 -0.022, VALI2-NAPM7 -0.019, SCLM7-VALI2
-# -0.004), the most aligned CHSI2, EADM7, SCLM7 (+0.586; they are one reach of the river). Checked by
+# -0.004), the most aligned CHSI2, EADM7, SCLM7 (+0.586; their flows correlate 0.81-0.99). Checked by
 # training (hidden 8, 10 epochs, seeds 0-1): with weight 0.9 on one site and 0.05 on the others, a site's
 # val MSE when another leads is 2.5x its MSE when it leads for this triple, 2.0x for the aligned one.
 DEFAULT_SITES: tuple[str, ...] = ("SCLM7", "VALI2", "NAPM7")
@@ -61,7 +64,7 @@ GLITCH_FACTOR = 10.0  # a value above 10× its column's median is a sensor glitc
 
 
 def input_columns() -> list[str]:
-    """The 64 input columns, site-major within each lag: ``<SITE>__0``, ..., ``<SITE>__-60``."""
+    """The 64 input columns, lag-major: every site's ``<SITE>__0``, then every ``<SITE>__-6``, ..., ``__-60``."""
     return [f"{site}__{-lag if lag else 0}" for lag in RIVER_FLOW_LAGS for site in RIVER_FLOW_SITES]
 
 
