@@ -265,14 +265,22 @@ class _Lines:
         return "".join(self._lines)
 
 
-def test_candidates_trained_in_the_driver_are_the_tasks_points_and_failures(tmp_path, local_ray) -> None:
-    """On this machine's own Ray with CPU trials the candidates train in the driver (no worker start-up): the same
-    points, choice and failure lines as Ray tasks; a cluster (`--address`) or GPU trials keep the tasks."""
+def test_candidates_trained_in_the_driver_are_the_tasks_points_and_failures(tmp_path, local_ray, monkeypatch) -> None:
+    """On this machine's own Ray with CPU trials the candidates train in the driver (no worker start-up), without
+    asking Ray anything (before Ray starts): the same points, choice and failure lines as Ray tasks; a cluster
+    (`--address`) or GPU trials keep the tasks."""
     plan = make_plan(parse_config(_config(tmp_path)))
     assert lr_probe.trains_here(plan, None) and not lr_probe.trains_here(plan, "http://head:8265")
     gpu = make_plan(parse_config(_config(tmp_path, resources={"cpus_per_trial": 1, "gpus_per_trial": 1})))
     assert not lr_probe.trains_here(gpu, None)
     tasks, (by_tasks,) = run_probes(plan, log=lambda line: None)
+
+    def no_ray(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the driver's probe asked Ray (which would start it)")
+
+    for name in ("init", "get_gpu_ids", "remote", "get", "wait", "nodes"):
+        monkeypatch.setattr(ray, name, no_ray)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
     here, (by_driver,) = run_probes(plan, log=lambda line: None, here=True)
     assert by_driver == by_tasks and here.config == tasks.config
     diverging = {"name": "tests.fault_problems:diverging", "args": {"mode": "raise", "steps_per_epoch": 50}}

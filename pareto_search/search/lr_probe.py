@@ -122,11 +122,10 @@ def probe_spec(config: SearchConfig, index: int, lr: float) -> TrialSpec:
 
 
 def _train(spec: TrialSpec, epochs: int, names: tuple[str, ...], threads: int) -> tuple[float, ...]:
-    """Train one candidate; its validation objectives."""
-    from pareto_search.search.trainable import resolve_device
+    """Train one candidate (its device resolved already); its validation objectives."""
     from trials.loop import Trainer
 
-    trainer = Trainer(dataclasses.replace(spec, device=resolve_device(spec.device)), num_threads=threads)
+    trainer = Trainer(spec, num_threads=threads)
     report = None
     for _ in range(min(epochs, spec.epochs)):
         report = trainer.train_epoch()
@@ -138,10 +137,10 @@ def _train_candidate(spec: TrialSpec, epochs: int, names: tuple[str, ...], threa
     """A Ray generator task: says it started (so the driver can tell a running probe from one still waiting
     for a slot), then trains and yields the candidate's validation objectives."""
     yield "started"
-    from pareto_search.search.trainable import quiet_termination
+    from pareto_search.search.trainable import quiet_termination, resolve_device
 
     quiet_termination()  # a probe cancelled by a stopped search ends without a traceback (trainable.py)
-    yield _train(spec, epochs, names, threads)
+    yield _train(dataclasses.replace(spec, device=resolve_device(spec.device)), epochs, names, threads)
 
 
 def choose(plan: SearchPlan, points: list[tuple[float, ...] | None]) -> tuple[list[float], int]:
@@ -244,8 +243,10 @@ def _train_here(plan: SearchPlan, specs: list[TrialSpec], log: Callable[[str], N
     previous = torch.get_num_threads()
     try:
         for spec in specs:
+            # A task without a GPU resolves `auto` to the CPU; so does the driver (asking Ray would start one here).
+            cpu = dataclasses.replace(spec, device="cpu") if spec.device == "auto" else spec
             try:
-                points.append(_train(spec, PROBE_EPOCHS, names, threads))
+                points.append(_train(cpu, PROBE_EPOCHS, names, threads))
             except Exception as exc:  # the candidate's own error: the others still count
                 first = next((line for line in str(exc).splitlines() if line.strip()), "")
                 log(f"[{plan.name}] probe lr {spec.optimizer.lr:.3g} failed: {type(exc).__name__}: {first}")
