@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 import math
 import warnings
@@ -127,37 +128,40 @@ class GlobalFront:
                 )
             elif old.data.get("weights_file"):
                 released.append(str(old.data["weights_file"]))
-        # Against every point, the new ones and the other members' earlier epochs included.
-        everything = np.vstack([self._matrix(), *(signs * np.asarray(p.values) for p in demoted)])
+        ids, values = list(self.points), self._matrix()  # one matrix per result: the driver's loop waits on this
+        # The earlier epochs, against every point: the new ones and the other members' earlier epochs included.
+        everything = np.vstack([values, *(signs * np.asarray(p.values) for p in demoted)])
         for point in demoted:
             if _strictly_dominated(signs * np.asarray(point.values), everything):
                 released.extend([str(point.data["weights_file"])] if point.data.get("weights_file") else [])
             else:
                 self.points[point.id] = point
         if new_rows:  # only the new points can dominate what was already there (an invariant kept by every update)
-            released.extend(self._drop_dominated_by(np.vstack(new_rows)))
+            released.extend(self._drop_dominated_by(np.vstack(new_rows), ids, values))
         self.save()
         self._delete_weights(released)
 
-    def _drop_dominated_by(self, rows: np.ndarray) -> list[str]:
-        """Kept earlier epochs strictly dominated by one of `rows` leave; latest points it dominates lose
-        their weights file (they stay: a member's latest point is always recorded). Returns the freed files."""
-        signs = self._signs()
+    def _drop_dominated_by(self, rows: np.ndarray, ids: list[str], values: np.ndarray) -> list[str]:
+        """Of the points `ids` (`values`: their min-form rows), kept earlier epochs strictly dominated by one of
+        `rows` leave, and latest points it dominates lose their weights file (they stay: a member's latest point
+        is always recorded). Returns the freed files."""
+        # Only points with something to lose: kept epochs and points holding weights (at most the front's size).
+        held = [i for i, pid in enumerate(ids) if EPOCH_MARK in pid or self.points[pid].data.get("weights_file")]
+        values = values[held]
+        better_or_equal = np.all(rows[:, None, :] <= values[None, :, :], axis=2)
+        better_somewhere = np.any(rows[:, None, :] < values[None, :, :], axis=2)
         released = []
-        for pid, point in list(self.points.items()):
-            latest = kept_epoch(pid) is None
-            if latest and not point.data.get("weights_file"):
-                continue
-            if not _strictly_dominated(signs * np.asarray(point.values), rows):
-                continue
+        for index in np.flatnonzero(np.any(better_or_equal & better_somewhere, axis=0)):
+            pid = ids[held[index]]
+            point = self.points[pid]
             if point.data.get("weights_file"):
                 released.append(str(point.data["weights_file"]))
-            if latest:
+            if kept_epoch(pid) is not None:
+                del self.points[pid]
+            elif point.data.get("weights_file"):
                 self.points[pid] = FrontPoint(
                     pid, point.values, {k: v for k, v in point.data.items() if k != "weights_file"}
                 )
-            else:
-                del self.points[pid]
         return released
 
     def keep_weights(self, trial_id: str, epoch: int, read: Callable[[int], bytes]) -> list[int]:
@@ -207,9 +211,9 @@ class GlobalFront:
 
     def _matrix(self) -> np.ndarray:
         """Every point's values in min form, one row each (NaN rows included: they dominate nothing)."""
-        if not self.points:
-            return np.zeros((0, len(self.objectives)))
-        return self._signs() * np.array([p.values for p in self.points.values()], dtype=float)
+        m = len(self.objectives)
+        flat = itertools.chain.from_iterable(p.values for p in self.points.values())
+        return self._signs() * np.fromiter(flat, dtype=float, count=len(self.points) * m).reshape(-1, m)
 
     # -- queries -----------------------------------------------------------------------------
 
