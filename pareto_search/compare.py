@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pareto_search.config import ConfigError
-from pareto_search.fronts import GlobalFront
+from pareto_search.fronts import GlobalFront, kept_epoch
 from pareto_search.pareto import coverage
 
 
@@ -49,7 +49,7 @@ def compare_data(fronts: Mapping[str, GlobalFront], reference_point: Sequence[fl
         name: {
             "hypervolume": front.hypervolume(ref).value,
             "front_points": len(front),
-            "evaluated_points": len(fronts[name].points),
+            "evaluated_points": sum(kept_epoch(pid) is None for pid in fronts[name].points),  # models, not epochs
         }
         for name, front in nondominated.items()
     }
