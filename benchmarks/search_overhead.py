@@ -20,6 +20,13 @@ in this process, which is the driver):
   Tune's copy into storage);
 - in the driver: the search callback (MLflow writes, front file, HV) and Tune's experiment-state snapshots.
 
+With --fixed: the fixed cost of one whole search instead (`pareto-search run` of 1 trial × 1 epoch by default, each
+in a fresh process, --probe for a probed learning rate), split by phase — interpreter, imports, config, MLflow set-up,
+ray.init, probe, Tune and the trial worker's start, the first trial beyond its training, later trials, Tune's end,
+shutdown, exit — with medians over --repeats and the front (the same seeds give the same front):
+
+    .venv/bin/python benchmarks/search_overhead.py --fixed --probe --repeats 3
+
 Nothing is asserted: it prints numbers.
 """
 
@@ -28,18 +35,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import ray
-from ray.tune import ExperimentAnalysis
-from ray.tune.execution.tune_controller import TuneController
-
-from pareto_search.config import parse_config
-from pareto_search.plan import make_plan
-from pareto_search.search.callback import SearchCallback
-from pareto_search.search.runner import run_search
+# Ray, MLflow and the search are imported where they are used: `--fixed` times their imports in a fresh process.
 
 # What "before" and "after" mean in benchmarks/README.md: the settings of each row, all else equal.
 SETTINGS: dict[str, dict] = {
@@ -95,6 +98,10 @@ class Clock:
         return wrapper
 
     def install(self) -> list:
+        from ray.tune.execution.tune_controller import TuneController
+
+        from pareto_search.search.callback import SearchCallback
+
         undo = []
         for hook in ("on_trial_result", "on_trial_start", "on_trial_complete", "on_trial_error", "on_experiment_end"):
             original = getattr(SearchCallback, hook)
@@ -148,6 +155,12 @@ class Clock:
 
 
 def _run(root: Path, name: str, scheduler: str, args: argparse.Namespace, settings: dict) -> dict:
+    from ray.tune import ExperimentAnalysis
+
+    from pareto_search.config import parse_config
+    from pareto_search.plan import make_plan
+    from pareto_search.search.runner import run_search
+
     plan = make_plan(parse_config(_config(root, name, scheduler, args, settings)))
     clock = Clock()
     undo = clock.install()
@@ -174,14 +187,29 @@ def _run(root: Path, name: str, scheduler: str, args: argparse.Namespace, settin
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=9)
+    parser.add_argument("--trials", type=int, help="default 16 (--fixed: 1)")
+    parser.add_argument("--epochs", type=int, help="default 9 (--fixed: 1)")
     parser.add_argument("--steps", type=int, default=100, help="optimizer steps per epoch")
     parser.add_argument("--slots", type=int, default=os.cpu_count() or 1, help="parallel trials (1 CPU each)")
     parser.add_argument("--settings", default="before,defaults",
                         help=f"comma-separated rows, each a FIFO and a Pareto-ASHA search: {', '.join(SETTINGS)}, "
                              "or reuse_actors=BOOL/checkpoint_every=N pairs joined by '+'")
+    parser.add_argument("--fixed", action="store_true",
+                        help="instead: the fixed cost of a whole search, each in a fresh process, split by phase "
+                             "(--trials 1 --epochs 1 by default here; see fixed_cost())")
+    parser.add_argument("--probe", action="store_true", help="with --fixed: the learning rate probed (4 candidates)")
+    parser.add_argument("--repeats", type=int, default=3, help="with --fixed: fresh searches; medians are printed")
+    parser.add_argument("--fixed-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.trials_given, args.epochs_given = args.trials is not None, args.epochs is not None
+    args.trials = 16 if args.trials is None else args.trials
+    args.epochs = 9 if args.epochs is None else args.epochs
+    if args.fixed_child:
+        return _fixed_child(Path(args.fixed_child))
+    if args.fixed:
+        return fixed_cost(args)
+    import ray
+
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -229,6 +257,239 @@ def _parse_settings(text: str) -> dict:
         if key == "checkpoint_every":
             settings[key] = int(value)
     return settings
+
+
+# --- The fixed cost of one search (--fixed) ---------------------------------------------------------------------
+# A whole `pareto-search run` in a fresh process, as a user runs it: interpreter, imports, config, MLflow store,
+# embedded Ray, the learning-rate probe, Tune, the trials, shutdown and exit. The child marks each phase's end on
+# one clock; the parent times spawn to exit. Training (each epoch's `epoch_seconds`, and each probe candidate's
+# epoch measured again in the parent) is taken out: what is left is what a search costs whatever it trains.
+PHASES = (
+    ("interpreter", "python start-up to the benchmark's first line"),
+    ("imports", "pareto_search.cli, config, plan, search.runner (Ray, Tune, MLflow, torch)"),
+    ("config + plan", "load_config (solver checks) and make_plan"),
+    ("checks", "storage reachable, one trial fits this machine"),
+    ("tracking set-up", "MLflow store (sqlite migrations on a fresh one), experiment, parent run"),
+    ("plan save", "search.json"),
+    ("ray.init", "the embedded local Ray"),
+    ("probe", "learning-rate probe, wall (its training included)"),
+    ("Tuner build", "tune.Tuner(...)"),
+    ("Tune + worker start", "Tuner.fit to the first trial's start: Tune's start, the trial actor's process, imports"),
+    ("first trial", "its start to its end, less its training: trial set-up, result, checkpoint"),
+    ("later trials", "each later trial's start to end less training, and the gaps between trials"),
+    ("Tune end", "last trial's end to Tuner.fit's return (experiment end: front files, plots, MLflow flush)"),
+    ("after fit", "tags, end of the parent run"),
+    ("shutdown", "release_ray (ray.shutdown)"),
+    ("exit", "printing the front, interpreter exit (atexit handlers)"),
+)
+
+
+def _fixed_config(root: Path, args: argparse.Namespace) -> dict:
+    lr = {"probe": [1.0e-3, 1.0e-2]} if args.probe else 3.0e-3
+    return {
+        "name": "fixed",
+        "problem": {"name": "toy2d", "args": {"steps_per_epoch": args.steps}},
+        "reference_point": [1.0, 1.0],
+        "epochs": args.epochs,
+        "seed": 0,
+        "solvers": [{"label": "mt2o", "method": "mt2o", "population": {"size": 3},
+                     "optimizer": {"name": "adam", "lr": lr}}],
+        "search": {"algorithm": "random", "num_samples": args.trials, "max_concurrent_trials": 1,
+                   "scheduler": {"name": "fifo"}},
+        "resources": {"cpus_per_trial": 1},
+        "storage": str(root / "searches"),
+    }
+
+
+def _fixed_child(spec_file: Path) -> None:
+    """One search, as `pareto-search run CONFIG` runs it, with the end of each phase marked (perf_counter)."""
+    marks: list[tuple[str, float]] = [("interpreter", time.perf_counter())]
+    first_line = time.time()
+    spec = json.loads(spec_file.read_text())
+
+    def mark(name: str) -> None:
+        marks.append((name, time.perf_counter()))
+
+    import pareto_search.cli as cli
+    import pareto_search.config
+    import pareto_search.plan  # noqa: F401
+    from pareto_search.search import runner
+
+    mark("imports")
+    import ray.tune
+
+    from pareto_search.search.callback import SearchCallback
+
+    seen: dict[str, dict] = {}
+
+    def wrap(owner, attribute, before=None, after=None):
+        original = getattr(owner, attribute)
+
+        def wrapper(*a, **k):
+            if before:
+                mark(before)
+            try:
+                return original(*a, **k)
+            finally:
+                if after:
+                    mark(after)
+
+        setattr(owner, attribute, wrapper)
+
+    original_run_search = runner.run_search
+
+    def run_search(*a, **k):
+        mark("config + plan")
+        outcome = original_run_search(*a, **k)
+        mark("after fit")
+        return outcome
+
+    runner.run_search = run_search
+    original_tracker = runner.SearchTracker
+
+    def tracker(*a, **k):
+        mark("checks")
+        made = original_tracker(*a, **k)
+        original_start = made.start_search
+
+        def start_search(*sa, **sk):
+            try:
+                return original_start(*sa, **sk)
+            finally:
+                mark("tracking set-up")
+
+        made.start_search = start_search
+        return made
+
+    runner.SearchTracker = tracker
+    wrap(runner, "_init_ray", before="plan save", after="ray.init")
+    wrap(runner, "run_probes", after="probe")
+    original_tuner_init = ray.tune.Tuner.__init__
+
+    def tuner_init(self, *a, **k):
+        original_tuner_init(self, *a, **k)
+        mark("Tuner build")
+
+    ray.tune.Tuner.__init__ = tuner_init
+    wrap(ray.tune.Tuner, "fit", after="fit")
+    wrap(runner, "release_ray", after="shutdown")
+
+    def on_start(callback, iteration, trials, trial, **info):
+        seen.setdefault(trial.trial_id, {"start": time.perf_counter(), "training": 0.0})
+        return original_start(callback, iteration, trials, trial, **info)
+
+    def on_result(callback, iteration, trials, trial, result, **info):
+        seen[trial.trial_id]["training"] += float(result.get("epoch_seconds", 0.0))
+        return original_result(callback, iteration, trials, trial, result, **info)
+
+    def on_complete(callback, iteration, trials, trial, **info):
+        seen[trial.trial_id]["end"] = time.perf_counter()
+        return original_complete(callback, iteration, trials, trial, **info)
+
+    original_start, original_result = SearchCallback.on_trial_start, SearchCallback.on_trial_result
+    original_complete = SearchCallback.on_trial_complete
+    SearchCallback.on_trial_start, SearchCallback.on_trial_result = on_start, on_result
+    SearchCallback.on_trial_complete = on_complete
+    code = cli.main(["run", spec["config"]])
+    mark("exit")
+    data = {"code": code, "marks": marks, "trials": seen, "first_line": first_line, "last_line": time.time()}
+    Path(spec["out"]).write_text(json.dumps(data))
+
+
+def _fixed_split(data: dict, wall: float) -> dict[str, float]:
+    """Seconds per phase (PHASES), and training, from one child's marks."""
+    marks = dict(data["marks"])
+    order = [name for name, _ in data["marks"]]
+    times = [t for _, t in data["marks"]]
+    split: dict[str, float] = {name: 0.0 for name, _ in PHASES}
+    trials = sorted(data["trials"].values(), key=lambda t: t["start"])
+    for previous, (name, at) in zip(times, data["marks"][1:], strict=False):
+        if name != "fit":
+            split[name] = split.get(name, 0.0) + at - previous
+    # Tuner.fit, split by the trials' starts and ends
+    fit_begin = marks["Tuner build"]
+    fit_end = marks["fit"]
+    training = sum(t["training"] for t in trials)
+    if trials:
+        split["Tune + worker start"] = trials[0]["start"] - fit_begin
+        split["first trial"] = trials[0]["end"] - trials[0]["start"] - trials[0]["training"]
+        split["later trials"] = trials[-1]["end"] - trials[0]["end"] - sum(t["training"] for t in trials[1:])
+        split["Tune end"] = fit_end - trials[-1]["end"]
+    split["after fit"] = marks["after fit"] - fit_end
+    split["interpreter"] = data["interpreter_s"]
+    split["exit"] = data["exit_s"] + marks["exit"] - marks["shutdown"]
+    assert order[-1] == "exit"
+    split["training"] = training
+    return split
+
+
+def _probe_training(root: Path, args: argparse.Namespace) -> float:
+    """Σ of the probe candidates' one-epoch training, measured again here (warm, one thread each)."""
+    from pareto_search.config import parse_config, probe_candidates
+    from pareto_search.search.lr_probe import PROBE_EPOCHS, pending_probes, probe_spec
+    from trials.loop import Trainer
+
+    config = parse_config(_fixed_config(root, args))
+    specs = [probe_spec(config, i, lr) for i, dist in pending_probes(config) for lr in probe_candidates(dist)]
+    Trainer(specs[0], num_threads=1).train_epoch()  # warm-up: first-use imports
+    total = 0.0
+    for spec in specs:
+        trainer = Trainer(spec, num_threads=1)
+        for _ in range(PROBE_EPOCHS):
+            report = trainer.train_epoch()
+            total += report.train_seconds + report.eval_seconds
+    return total
+
+
+def fixed_cost(args: argparse.Namespace) -> None:
+    args.trials = args.trials if args.trials_given else 1
+    args.epochs = args.epochs if args.epochs_given else 1
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        repo = Path(__file__).resolve().parents[1]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH")) if p)}
+        for repeat in range(args.repeats):
+            work = root / f"run{repeat}"
+            work.mkdir()
+            config = work / "search.yaml"
+            config.write_text(json.dumps(_fixed_config(work, args)))  # JSON is YAML
+            spec = work / "spec.json"
+            spec.write_text(json.dumps({"config": str(config), "out": str(work / "marks.json")}))
+            begin, spawned = time.perf_counter(), time.time()
+            child = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--fixed-child", str(spec)],
+                                   cwd=work, env=env, capture_output=True, text=True, check=False)
+            wall, exited = time.perf_counter() - begin, time.time()
+            if child.returncode != 0 or not (work / "marks.json").is_file():
+                print(child.stdout[-3000:], child.stderr[-3000:], sep="\n")
+                raise SystemExit(f"the search failed (exit {child.returncode})")
+            data = json.loads((work / "marks.json").read_text())
+            # the child's clock runs from its first line to cli.main's return; before and after, the parent's
+            data["interpreter_s"], data["exit_s"] = data["first_line"] - spawned, exited - data["last_line"]
+            split = _fixed_split(data, wall)
+            lines = child.stdout.splitlines()  # the front's table is the last thing printed, after Tune's tables
+            top = max(i for i, line in enumerate(lines) if line.startswith("trial ") and "member" in line)
+            front = [line.split(None, 1)[1] for line in lines[top + 1 :] if line.strip()]  # without trial ids
+            rows.append({"wall": wall, "split": split, "front": front})
+            print(f"RUN {repeat}: wall {wall:.2f} s, " + ", ".join(f"{k} {v:.2f}" for k, v in split.items()),
+                  flush=True)
+        probe_training = _probe_training(root, args) if args.probe else 0.0
+    print(f"\nfixed cost of a search: toy2d, {args.trials} trial(s) one at a time, {args.epochs} epoch(s) × "
+          f"{args.steps} steps, MT2O K = 3{', lr probed (4 candidates)' if args.probe else ''}; "
+          f"{len(rows)} fresh processes, medians (s)")
+    for name, what in PHASES:
+        values = [r["split"][name] for r in rows]
+        print(f"  {name:<17}{statistics.median(values):>7.2f}   ({what})")
+    walls = [r["wall"] for r in rows]
+    trained = [r["split"]["training"] + probe_training for r in rows]
+    print(f"  {'wall':<17}{statistics.median(walls):>7.2f}")
+    print(f"  {'training':<17}{statistics.median(trained):>7.2f}   (trials' epochs"
+          f"{f' + probe candidates {probe_training:.2f}' if args.probe else ''})")
+    fixed = [w - t for w, t in zip(walls, trained, strict=True)]
+    print(f"  {'wall - training':<17}{statistics.median(fixed):>7.2f}   (min {min(fixed):.2f}, max {max(fixed):.2f})")
+    fronts = {tuple(r["front"]) for r in rows}
+    print("front (the same in every run)" if len(fronts) == 1 else "FRONTS DIFFER between runs")
+    print("\n".join(rows[0]["front"]))
 
 
 if __name__ == "__main__":
