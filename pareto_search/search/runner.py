@@ -111,22 +111,11 @@ def _init_ray(address: str | None) -> None:
     # Plug-in problems ('package.module:factory') are imported inside the trials: let the
     # workers see the driver's working directory the way the driver does.
     python_path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
+    runtime_env = {"env_vars": {"PYTHONPATH": python_path}}
     if address:
-        ray.init(address=address, runtime_env={"env_vars": {"PYTHONPATH": python_path}}, log_to_driver=True)
-        return
-    # The embedded Ray's processes are started from here and inherit this environment, workers included: the path
-    # goes to them that way, not as a runtime_env. A job-wide runtime_env kept the trial's actor (and the probe's
-    # tasks) off the idle workers Ray starts with, and each waited for a new process started through the runtime-env
-    # agent (~2 s on 2 cores; benchmarks/search_overhead.py --fixed).
-    previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = python_path
-    try:
-        ray.init(include_dashboard=False, log_to_driver=True)
-    finally:  # Ray's processes have their copy; the driver's own environment is as it was
-        if previous is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = previous
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+    else:
+        ray.init(include_dashboard=False, runtime_env=runtime_env, log_to_driver=True)
 
 
 def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = False) -> SearchOutcome:
