@@ -81,14 +81,23 @@ def hv_on_test(events: Sequence[Mapping[str, Any]], directions: Sequence[str], r
     return _front_hv(chosen, directions, reference) if chosen else 0.0
 
 
-def near_reference(runs: Sequence[Sequence[Sequence[float]]], directions: Sequence[str]) -> list[float]:
+def near_reference(
+    runs: Sequence[Sequence[Sequence[float]]], directions: Sequence[str], bound: Sequence[float] | None = None
+) -> list[float]:
     """Each objective's worst value among the final validation front points of all ``runs`` (each run a list of
-    points): a reference point that every run's front dominates, close enough that the trade-offs count."""
-    worst: list[float] = []
-    for j, direction in enumerate(directions):
-        column = [p[j] for run in runs for p in run if math.isfinite(p[j])]
-        worst.append(max(column) if direction == "min" else min(column))
-    return worst
+    points): a reference point that every run's front dominates, close enough that the trade-offs count. With
+    ``bound`` (the fixed reference point), only points inside it count: a diverged model adds no volume at the fixed
+    reference and must not push the near one out to where it measures nothing."""
+    signs = [1.0 if d == "min" else -1.0 for d in directions]
+
+    def inside(p: Sequence[float]) -> bool:
+        finite = all(math.isfinite(v) for v in p)
+        return finite and (bound is None or all(s * v < s * b for s, v, b in zip(signs, p, bound, strict=True)))
+
+    points = [p for run in runs for p in run if inside(p)]
+    if not points:
+        return [float(b) for b in bound] if bound is not None else [math.nan] * len(directions)
+    return [max(s * p[j] for p in points) * s for j, s in enumerate(signs)]
 
 
 def front_of(events: Sequence[Mapping[str, Any]], directions: Sequence[str]) -> list[list[float]]:

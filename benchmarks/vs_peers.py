@@ -1157,13 +1157,16 @@ def reviewer_lines(
     directions = [problem.metric(n).direction for n in names]
     reference = list(problem.default_reference_point)
     fronts = {m: {r["seed"]: peer_stats.front_of(r["events"], directions) for r in rs} for m, rs in records.items()}
-    near = peer_stats.near_reference([f for by_seed in fronts.values() for f in by_seed.values()], directions)
+    near = peer_stats.near_reference(
+        [f for by_seed in fronts.values() for f in by_seed.values()], directions, bound=reference
+    )
     head = headline(rows)
     by = {r.method: r for r in rows}
     peer = by[head.peer] if head is not None else None
     peer_final = {s: c[-1] for s, c in peer.per_seed.items()} if peer is not None else {}
     lines = [
-        f"Reference near the fronts (each objective's worst final point of any run): "
+        f"Reference near the fronts (each objective's worst final front point of any run, among the points inside the "
+        "fixed reference): "
         f"({', '.join(f'{v:.4g}' for v in near)}); the fixed reference: ({', '.join(f'{v:.4g}' for v in reference)}). "
         "Test HV: the models on each run's final validation front, on the test split (never used to select). "
         f"Against the best peer ({head.peer if head else '–'}): per-seed model-epochs ratio to its final HV on that "

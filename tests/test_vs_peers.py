@@ -206,6 +206,8 @@ def test_the_near_reference_is_each_objectives_worst_final_point_and_test_hv_fol
     directions = ["max", "min"]
     runs = [[[0.9, 0.5], [0.6, 0.2]], [[0.8, 0.3]]]
     assert peer_stats.near_reference(runs, directions) == [0.6, 0.5]
+    diverged = [*runs, [[0.01, 40.0]]]  # blew up: outside the fixed reference, it must not move the near one
+    assert peer_stats.near_reference(diverged, directions, bound=[0.0, 1.0]) == [0.6, 0.5]
     events = [
         {"points": [["a/m0", [0.9, 0.5]]], "test": [["a/m0", [0.7, 0.6]]]},
         {"points": [["a/m0", [0.8, 0.6]]], "test": [["a/m0", [0.95, 0.1]]]},  # dominated on val: its test is unused
