@@ -576,9 +576,6 @@ def run_optuna(job: dict[str, Any]) -> dict[str, Any]:
     import optuna
     import torch
 
-    from trials.loop import Trainer
-    from trials.spec import OptimizerSpec, PopulationSpec, TrialSpec
-
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     problem = _problem(job)
@@ -599,16 +596,7 @@ def run_optuna(job: dict[str, Any]) -> dict[str, Any]:
             raw = [trial.suggest_float(f"w{t}", 0.0, 1.0) for t in range(problem.num_tasks)]
             weights = tuple(r / sum(raw) for r in raw) if sum(raw) > 0 else (1.0 / len(raw),) * len(raw)
         lr = fixed_lr if fixed_lr is not None else trial.suggest_float("lr", lo, hi, log=True)
-        spec = TrialSpec(
-            problem=job["problem"],
-            problem_args=PROBLEMS[job["problem"]].args(job["n_train"]),
-            solver="linear",
-            population=PopulationSpec(size=1, preferences=(weights,)),
-            optimizer=OptimizerSpec(name="adam", lr=lr),
-            epochs=job["epochs"],
-            seed=job["seed"] * 1000 + trial.number,
-        )
-        trainer = Trainer(spec, problem=problem, num_threads=1)
+        trainer = one_model(job, problem, weights, lr, job["epochs"], job["seed"] * 1000 + trial.number)
         values: list[float] = []
         while not trainer.done:
             report = trainer.train_epoch()
@@ -619,6 +607,24 @@ def run_optuna(job: dict[str, Any]) -> dict[str, Any]:
     study.optimize(objective, n_trials=n_trials)
     note = f"lr probed: {fixed_lr:.3g}" if fixed_lr is not None else ""
     return _record(job, counter, 1, note)
+
+
+def one_model(job: dict[str, Any], problem: Any, weights: Sequence[float], lr: float, epochs: int, seed: int) -> Any:
+    """One linearly scalarized model at ``weights`` (Adam at ``lr``), as the Optuna trials, the probe's candidates
+    and the single-model row train it."""
+    from trials.loop import Trainer
+    from trials.spec import OptimizerSpec, PopulationSpec, TrialSpec
+
+    spec = TrialSpec(
+        problem=job["problem"],
+        problem_args=PROBLEMS[job["problem"]].args(job["n_train"]),
+        solver="linear",
+        population=PopulationSpec(size=1, preferences=(tuple(weights),)),
+        optimizer=OptimizerSpec(name="adam", lr=lr),
+        epochs=epochs,
+        seed=seed,
+    )
+    return Trainer(spec, problem=problem, num_threads=1)
 
 
 def optuna_sampler(kind: str, expert: bool, seed: int, n_trials: int) -> Any:
@@ -654,24 +660,13 @@ def probe_lr(job: dict[str, Any], problem: Any, counter: BudgetCounter) -> float
     from pareto_search.config import PROBE_CANDIDATES, Distribution, probe_candidates
     from pareto_search.pareto import Objective
     from pareto_search.search.lr_probe import PROBE_EPOCHS, choose
-    from trials.loop import Trainer
-    from trials.spec import OptimizerSpec, PopulationSpec, TrialSpec
 
     names = _objective_names(problem)
     equal = (1.0 / problem.num_tasks,) * problem.num_tasks
     points: list[tuple[float, ...] | None] = []
     lrs = probe_candidates(Distribution(kind="probe", args=(job["lr"][0], job["lr"][1], PROBE_CANDIDATES)))
     for lr in lrs:
-        spec = TrialSpec(
-            problem=job["problem"],
-            problem_args=PROBLEMS[job["problem"]].args(job["n_train"]),
-            solver="linear",
-            population=PopulationSpec(size=1, preferences=(equal,)),
-            optimizer=OptimizerSpec(name="adam", lr=lr),
-            epochs=job["epochs"],
-            seed=job["seed"],
-        )
-        trainer = Trainer(spec, problem=problem, num_threads=1)
+        trainer = one_model(job, problem, equal, lr, job["epochs"], job["seed"])
         report = None
         for _ in range(PROBE_EPOCHS):
             report = trainer.train_epoch()
@@ -691,24 +686,12 @@ def run_single_model(job: dict[str, Any]) -> dict[str, Any]:
     rate: what a practitioner tries before any search."""
     import torch
 
-    from trials.loop import Trainer
-    from trials.spec import OptimizerSpec, PopulationSpec, TrialSpec
-
     torch.set_num_threads(1)
     problem = _problem(job)
     names = _objective_names(problem)
     counter = BudgetCounter(job["budget"])
     equal = (1.0 / problem.num_tasks,) * problem.num_tasks
-    spec = TrialSpec(
-        problem=job["problem"],
-        problem_args=PROBLEMS[job["problem"]].args(job["n_train"]),
-        solver="linear",
-        population=PopulationSpec(size=1, preferences=(equal,)),
-        optimizer=OptimizerSpec(name="adam", lr=SINGLE_MODEL_LR),
-        epochs=job["budget"],
-        seed=job["seed"] * 1000,
-    )
-    trainer = Trainer(spec, problem=problem, num_threads=1)
+    trainer = one_model(job, problem, equal, SINGLE_MODEL_LR, job["budget"], job["seed"] * 1000)
     while not trainer.done:
         report = trainer.train_epoch()
         counter.add("single", [[report.members[0].metrics[n] for n in names]], _test_rows(trainer, names))
