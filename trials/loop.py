@@ -4,12 +4,14 @@ The loop knows nothing about which solver runs: it asks the population to step, 
 member on the validation split after every epoch and hands an :class:`EpochReport` to a callback
 (the Ray Tune adapter reports it; a plain script prints it). A checkpoint holds everything
 (models, optimizers, schedulers, solver state, step counters, RNG state) and the data order
-is derived from (seed, epoch), so a resumed run continues bit-identically.
+is derived from (seed, epoch), so a resumed run continues bit-identically; on a GPU with the deterministic
+cuDNN/cuBLAS settings of :func:`deterministic_cuda`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,6 +24,7 @@ import torch
 from trials.affinity import AffinityProbe, add_matrices
 from trials.population import Population
 from trials.problems import Batch, Problem, make_problem
+from trials.psl import PSLPopulation
 from trials.spec import SpecError, TrialSpec
 
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes
@@ -57,6 +60,24 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+# cuBLAS is deterministic only with a fixed workspace per stream (NVIDIA's cuBLAS docs, "Results reproducibility");
+# ":4096:8" is the setting torch's reproducibility notes name. It must be in the environment before cuBLAS starts.
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def deterministic_cuda() -> None:
+    """Make a trial on a GPU repeat its arithmetic run after run (the seed fixes the data order and the
+    initialization; this fixes the kernels): cuDNN without autotuning and with its deterministic algorithms, cuBLAS
+    with a fixed workspace, and torch's deterministic implementations wherever an op has one. ``warn_only``: an op
+    without a deterministic CUDA implementation (a plug-in problem's scatter-add, say) warns that the run is not
+    repeatable instead of failing the trial. Process-wide, like the seed; a CPU trial never calls it (its kernels
+    are deterministic already, and deterministic mode would fill new tensors with NaN for nothing)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def _same_training(saved: dict[str, Any], spec: TrialSpec) -> bool:
     """Whether a checkpoint's spec describes this training. Fields added since it was written take
     their defaults, and how the members execute (sequential or batched: the same updates to float
@@ -84,9 +105,13 @@ class Trainer:
             torch.set_num_threads(max(1, num_threads))
         self.spec = spec
         self.device = resolve_device(spec.device)
+        if self.device.type == "cuda":
+            deterministic_cuda()  # before the first CUDA kernel of this process: cuBLAS reads its setting once
         self.problem = problem if problem is not None else make_problem(spec.problem, spec.problem_args)
         torch.manual_seed(spec.seed)  # the shared initialization of all members comes from the seed
-        self.population = Population(self.problem, spec, self.device)
+        # Pareto set learning trains one conditioned model whose points stand in for the members (trials/psl/).
+        population = PSLPopulation if spec.population.psl is not None else Population
+        self.population = population(self.problem, spec, self.device)
         # TAG's inter-task affinity of member 0 (trials/affinity.py); it leaves training bit-identical.
         self.affinity = AffinityProbe(spec.affinity_every, spec.affinity_lookahead) if spec.affinity_every else None
         self.epoch = 0
@@ -95,6 +120,12 @@ class Trainer:
     @property
     def done(self) -> bool:
         return self.epoch >= self.spec.epochs
+
+    @property
+    def model_epochs(self) -> int:
+        """Training spent so far in model-epochs (one model over every training example once): K per epoch for
+        K members, P per epoch for a PSL model that draws P preferences per step."""
+        return self.epoch * getattr(self.population, "model_epochs_per_epoch", len(self.population))
 
     def train_epoch(self) -> EpochReport:
         start = time.perf_counter()

@@ -28,6 +28,10 @@ class SpecError(ValueError):
     """An invalid trial description; the message names the field, the value and what is allowed."""
 
 
+class SpecMismatch(ValueError):
+    """A checkpoint written by another training than the one resuming from it (see :func:`spec_difference`)."""
+
+
 def _check(ok: bool, field_name: str, value: object, allowed: str) -> None:
     if not ok:
         raise SpecError(f"`{field_name}` must be {allowed}, found {value!r}")
@@ -133,6 +137,73 @@ class TransferSpec:
         return self.scope or ("trunk" if self.rule == "mtgd" else "all")
 
 
+Conditioning = Literal["lowrank", "hyper", "film"]
+Scalarization = Literal["linear", "tchebycheff", "cosmos", "epo"]
+
+
+@dataclass(frozen=True)
+class PSLSpec:
+    """Pareto set learning (trials/psl/): ONE model conditioned on the preference vector is trained on
+    preferences drawn every step and gives a continuous front (see trials/psl/__init__.py for the papers)."""
+
+    # How the preference enters the model: "lowrank" (a hypernetwork generating rank-`rank` deltas of every
+    # Linear/Conv2d weight; scales with the model), "hyper" (a hypernetwork generating every parameter; small
+    # models only), "film" (feature-wise scale and shift of the trunk's output).
+    conditioning: Conditioning = "lowrank"
+    rank: int = 4  # r of the lowrank deltas
+    hidden: int = 64  # width of the preference network (hypernetwork / FiLM generator)
+    samples: int = 4  # P: preferences drawn per step (each costs one model-epoch per epoch)
+    concentration: float = 1.0  # Dirichlet concentration of the drawn preferences (1: uniform on the simplex)
+    # The loss each drawn preference minimizes: the objective of the linear, tchebycheff or epo solver
+    # (trials/solvers), or cosmos (linear minus `cosmos_penalty`·cos(preference, losses)).
+    scalarization: Scalarization = "tchebycheff"
+    cosmos_penalty: float = 1.0
+    # N: the preferences the model is evaluated at every epoch, each a point of the trial on the front.
+    # None: 11 evenly spaced weights for 2 tasks, the smallest Das–Dennis set of at least 10 for more.
+    points: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(
+            self.conditioning in ("lowrank", "hyper", "film"),
+            "population.psl.conditioning",
+            self.conditioning,
+            "one of lowrank, hyper, film",
+        )
+        for name, low in (("rank", 1), ("hidden", 1), ("samples", 1)):
+            value = getattr(self, name)
+            _check(
+                isinstance(value, int) and not isinstance(value, bool) and value >= low,
+                f"population.psl.{name}",
+                value,
+                f"an integer >= {low}",
+            )
+        _check(
+            _is_number(self.concentration) and self.concentration > 0,
+            "population.psl.concentration",
+            self.concentration,
+            "a float > 0",
+        )
+        _check(
+            self.scalarization in ("linear", "tchebycheff", "cosmos", "epo"),
+            "population.psl.scalarization",
+            self.scalarization,
+            "one of linear, tchebycheff, cosmos, epo",
+        )
+        _check(
+            _is_number(self.cosmos_penalty) and self.cosmos_penalty >= 0,
+            "population.psl.cosmos_penalty",
+            self.cosmos_penalty,
+            "a float >= 0",
+        )
+        _check(
+            self.points is None
+            or (isinstance(self.points, int) and not isinstance(self.points, bool) and self.points >= 2),
+            "population.psl.points",
+            self.points,
+            "an integer >= 2 (or unset)",
+        )
+
+
 @dataclass(frozen=True)
 class PopulationSpec:
     size: int = 1  # K; 1 is a plain single-model run through the same loop
@@ -155,8 +226,16 @@ class PopulationSpec:
     # earlier trial's (trials/preferences.py), so repeated trials add trade-offs to the front instead of
     # re-training the ones it has. Trial 0 is the same under both. Explicit `preferences` are used in every trial.
     across_trials: AcrossTrials = "same"
+    # Pareto set learning instead of K separate members (one conditioned model; None: the K members).
+    psl: PSLSpec | None = None
 
     def __post_init__(self) -> None:
+        _check(
+            self.psl is None or self.size == 1,
+            "population.size",
+            self.size,
+            "1 with population.psl (one conditioned model; its front's points are population.psl.points)",
+        )
         _check(
             self.across_trials in ("same", "fill"),
             "population.across_trials",
@@ -265,6 +344,15 @@ class TrialSpec:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def identity(self) -> dict[str, Any]:
+        """What the trial trains: every field but where and how its members execute (``device``,
+        ``population.execution``). A trial's checkpoints are its own under any of those, so one written on a
+        GPU resumes on the CPU and back, batched or sequential (the same updates to float tolerance)."""
+        data = self.to_dict()
+        del data["device"]
+        del data["population"]["execution"]
+        return data
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrialSpec:
         """Build from plain data (a config section); unknown keys are errors."""
@@ -274,6 +362,10 @@ class TrialSpec:
         _reject_unknown(population, PopulationSpec, "population.")
         transfer = dict(population.pop("transfer", {}) or {})
         _reject_unknown(transfer, TransferSpec, "population.transfer.")
+        if population.get("psl") is not None:
+            psl = dict(population.pop("psl"))
+            _reject_unknown(psl, PSLSpec, "population.psl.")
+            population["psl"] = PSLSpec(**psl)
         optimizer = dict(data.pop("optimizer", {}) or {})
         _reject_unknown(optimizer, OptimizerSpec, "optimizer.")
         return cls(
@@ -288,3 +380,34 @@ def _reject_unknown(data: Mapping[str, Any], cls: type, prefix: str) -> None:
     for key in data:
         if key not in allowed:
             raise SpecError(f"unknown key `{prefix}{key}`; allowed: {', '.join(allowed)}")
+
+
+def _differing(saved: Any, current: Any, prefix: str = "") -> str | None:
+    """The dotted name of the first field whose value differs (depth first, in field order), or None."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        for key in current:
+            found = _differing(saved.get(key), current[key], f"{prefix}{key}.")
+            if found is not None:
+                return found
+        return None
+    return None if saved == current else prefix.rstrip(".")
+
+
+def spec_difference(saved: Mapping[str, Any], spec: TrialSpec) -> str | None:
+    """None when a checkpoint's spec (its ``to_dict()``, written by any version) describes the training of
+    `spec`; otherwise one line naming the first field that differs and both values. Fields added since the
+    checkpoint was written take their defaults; ``device`` and ``population.execution`` are not compared
+    (:meth:`TrialSpec.identity`)."""
+    try:
+        restored = TrialSpec.from_dict(saved)
+    except (SpecError, TypeError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return f"its spec is not one this version reads: {first[:200]}"
+    theirs, ours = restored.identity(), spec.identity()
+    name = _differing(theirs, ours)
+    if name is None:
+        return None
+    value: tuple[Any, Any] = (theirs, ours)
+    for key in name.split("."):
+        value = (value[0].get(key) if isinstance(value[0], dict) else None, value[1][key])
+    return f"`{name}` is {value[0]!r} there, {value[1]!r} here"

@@ -1,0 +1,176 @@
+"""Networks conditioned on a preference vector, built around any problem's :class:`MultiTaskModel` without
+changing it: the problem's model supplies the architecture and the initial weights, and a small network of the
+preference supplies what changes with it. ``forward(x, preference)`` returns the task outputs at that preference;
+``forward_many`` those of several, sharing what does not depend on the preference (FiLM: the trunk)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from trials.models import MultiTaskModel
+
+# `hyper` generates every parameter from one output layer of hidden × parameters weights: above this many
+# parameters of the problem's model that layer is the bulk of the cost, which is what `lowrank` avoids.
+HYPER_MAX_PARAMETERS = 100_000
+
+
+def _preference_net(num_tasks: int, hidden: int, out: int) -> nn.Sequential:
+    """λ ↦ features: two hidden layers; the last layer starts at zero, so a fresh conditioned model is the
+    problem's own initial model at every preference and the preference's influence grows from there."""
+    net = nn.Sequential(nn.Linear(num_tasks, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+    last = nn.Linear(hidden, out)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    net.append(last)
+    return net
+
+
+class Conditioned(nn.Module):
+    """The problem's model plus what makes it a function of the preference."""
+
+    def __init__(self, base: MultiTaskModel) -> None:
+        super().__init__()
+        self.base = base
+
+    def forward(self, x: Tensor, preference: Tensor) -> list[Tensor]:
+        raise NotImplementedError
+
+    def forward_many(self, x: Tensor, preferences: Tensor) -> list[list[Tensor]]:
+        return [self(x, preference) for preference in preferences]
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")
+
+
+class LowRank(Conditioned):
+    """W(λ) = W0 + B·diag(g(λ))·A for every Linear/Conv2d weight W0 (A: r × fan-in, B: out × r, g a network of
+    the preference); a model without Linear/Conv2d layers (the synthetic problems' decision vector) gets
+    p(λ) = p0 + B·g(λ) for each parameter. Chen & Kwok (ICML 2024): a shared base and preference-dependent
+    low-rank parts, which adds O(r·(in + out)) per layer and so scales to large networks."""
+
+    def __init__(self, base: MultiTaskModel, num_tasks: int, rank: int, hidden: int) -> None:
+        super().__init__(base)
+        layers = [m for m in base.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+        names = {id(p): n for n, p in base.named_parameters()}
+        if layers:
+            self.targets = [names[id(m.weight)] for m in layers if m.weight.requires_grad]
+        else:
+            self.targets = [n for n, p in base.named_parameters() if p.requires_grad]
+        params = dict(base.named_parameters())
+        self.A = nn.ParameterDict()
+        self.B = nn.ParameterDict()
+        for name in self.targets:
+            shape = params[name].shape
+            if len(shape) >= 2:  # a weight: rows = outputs, columns = its fan-in
+                fan_in = math.prod(shape[1:])
+                self.A[_key(name)] = nn.Parameter(torch.randn(rank, fan_in) / math.sqrt(fan_in))
+                self.B[_key(name)] = nn.Parameter(torch.zeros(shape[0], rank))
+            else:
+                # LoRA's zero B would leave g without a gradient until B moves; a vector's B is small instead
+                self.B[_key(name)] = nn.Parameter(torch.randn(math.prod(shape), rank) * 0.01)
+        self.rank = rank
+        self.generator = _preference_net(num_tasks, hidden, rank * len(self.targets))
+        nn.init.normal_(self.generator[-1].weight, std=0.01)  # not zero: B·g needs both to move
+
+    def weights_at(self, preference: Tensor) -> dict[str, Tensor]:
+        scales = self.generator(preference).view(len(self.targets), self.rank)
+        params = dict(self.base.named_parameters())
+        out = {}
+        for i, name in enumerate(self.targets):
+            base = params[name]
+            if _key(name) in self.A:
+                delta = (self.B[_key(name)] * scales[i]) @ self.A[_key(name)]
+            else:
+                delta = self.B[_key(name)] @ scales[i]
+            out[name] = base + delta.view(base.shape)
+        return out
+
+    def forward(self, x: Tensor, preference: Tensor) -> list[Tensor]:
+        return functional_call(self.base, self.weights_at(preference), (x,))
+
+
+class Hyper(Conditioned):
+    """Every parameter of the network generated from the preference (Navon et al., ICLR 2021: Pareto
+    HyperNetworks); the output layer's bias starts at the problem's initial weights. Refused above
+    ``HYPER_MAX_PARAMETERS`` parameters of the problem's model."""
+
+    def __init__(self, base: MultiTaskModel, num_tasks: int, hidden: int) -> None:
+        super().__init__(base)
+        self.names = [n for n, p in base.named_parameters() if p.requires_grad]
+        params = dict(base.named_parameters())
+        self.shapes = [params[n].shape for n in self.names]
+        total = sum(math.prod(s) for s in self.shapes)
+        if total > HYPER_MAX_PARAMETERS:
+            raise ValueError(
+                f"`population.psl.conditioning` is hyper, but the problem's model has {total} parameters "
+                f"(more than {HYPER_MAX_PARAMETERS}); allowed here: lowrank, film"
+            )
+        self.generator = _preference_net(num_tasks, hidden, total)
+        with torch.no_grad():
+            self.generator[-1].bias.copy_(torch.cat([params[n].detach().flatten() for n in self.names]))
+            nn.init.normal_(self.generator[-1].weight, std=0.01)
+        for p in base.parameters():  # the generated weights replace them: the base only supplies the architecture
+            p.requires_grad_(False)
+
+    def forward(self, x: Tensor, preference: Tensor) -> list[Tensor]:
+        flat = self.generator(preference)
+        chunks = torch.split(flat, [math.prod(s) for s in self.shapes])
+        weights = {n: c.view(s) for n, c, s in zip(self.names, chunks, self.shapes, strict=True)}
+        return functional_call(self.base, weights, (x,))
+
+
+class FiLM(Conditioned):
+    """z(λ) = z ⊙ (1 + γ(λ)) + β(λ) on the trunk's output z (its features: the last axis, or the channels of an
+    image-shaped one), then the heads: the trunk runs once for all preferences of a step (Perez et al. 2018's
+    feature-wise modulation; Dosovitskiy & Djolonga 2020, Ruchte & Grabocka 2021 condition a network this way)."""
+
+    def __init__(self, base: MultiTaskModel, num_tasks: int, hidden: int, example: Tensor) -> None:
+        super().__init__(base)
+        with torch.no_grad():
+            z = base.representation(example)
+        self.axis = 1 if z.dim() >= 3 else -1
+        self.features = int(z.shape[self.axis])
+        self.generator = _preference_net(num_tasks, hidden, 2 * self.features)
+
+    def _modulate(self, z: Tensor, preference: Tensor) -> Tensor:
+        gamma, beta = self.generator(preference).view(2, self.features)
+        if self.axis == 1:
+            view = (1, self.features) + (1,) * (z.dim() - 2)
+            gamma, beta = gamma.view(view), beta.view(view)
+        return z * (1 + gamma) + beta
+
+    def forward(self, x: Tensor, preference: Tensor) -> list[Tensor]:
+        return self.base.heads_forward(self._modulate(self.base.representation(x), preference))
+
+    def forward_many(self, x: Tensor, preferences: Tensor) -> list[list[Tensor]]:
+        z = self.base.representation(x)
+        return [self.base.heads_forward(self._modulate(z, preference)) for preference in preferences]
+
+
+def make_conditioned(
+    kind: str, base: MultiTaskModel, num_tasks: int, rank: int, hidden: int, example: Tensor
+) -> Conditioned:
+    if kind == "lowrank":
+        return LowRank(base, num_tasks, rank, hidden)
+    if kind == "hyper":
+        return Hyper(base, num_tasks, hidden)
+    return FiLM(base, num_tasks, hidden, example)
+
+
+class AtPreference(nn.Module):
+    """The conditioned model fixed at one preference: what a point of the front is, evaluated and stored like a
+    member's model (its state dict holds the whole conditioned model and the preference)."""
+
+    def __init__(self, conditioned: Conditioned, preference: Sequence[float] | Tensor) -> None:
+        super().__init__()
+        self.conditioned = conditioned
+        self.register_buffer("preference", torch.as_tensor(preference, dtype=torch.float32).clone())
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return self.conditioned(x, self.preference)
