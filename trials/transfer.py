@@ -73,27 +73,35 @@ def _snapshot(models: Sequence[nn.Module], names: list[str]) -> Snapshot:
     return [{n: p.detach().clone() for n, p in model.named_parameters() if n in names} for model in models]
 
 
+def _full(model: nn.Module) -> dict[str, Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
 class _Beneficial:
     """Which transfers lower the receiver's objective (the asymmetric variant), from a snapshot."""
 
     @staticmethod
-    def mask(
-        models: Sequence[nn.Module], names: list[str], weights: Tensor, step_size: Tensor, objective: Objective
+    def mask_row(
+        k: int,
+        own: dict[str, Tensor],
+        shared: Sequence[dict[str, Tensor]],
+        weights: Tensor,
+        step_size: Tensor,
+        objective: Callable[[dict[str, Tensor]], float],
     ) -> Tensor:
-        """``weights`` with entry (k, j) zeroed unless moving θ_k's ``names`` by ``step_size[k, j]`` of
-        the way toward θ_j lowers f_k (the other parameters stay θ_k's own)."""
-        full = [{n: p.detach().clone() for n, p in m.named_parameters()} for m in models]
-        moved = set(names)
+        """``weights`` (row k) with entry j zeroed unless moving θ_k's mixed parameters by ``step_size[j]`` of the
+        way toward θ_j lowers f_k (the other parameters stay θ_k's own). It reads member k's own full parameters and
+        every member's mixed ones (``shared``, member k's included): all a member needs to decide its own row,
+        wherever the others live."""
         kept = weights.clone()
-        for k in range(len(models)):
-            own = objective(k, full[k])
-            for j in range(len(models)):
-                if kept[k, j] <= 0:
-                    continue
-                a = float(step_size[k, j])
-                candidate = {n: (1.0 - a) * v + a * full[j][n] if n in moved else v for n, v in full[k].items()}
-                if not objective(k, candidate) < own:
-                    kept[k, j] = 0.0
+        own_value = objective(own)
+        for j in range(len(shared)):
+            if kept[j] <= 0:
+                continue
+            a = float(step_size[j])
+            candidate = {n: (1.0 - a) * v + a * shared[j][n] if n in shared[j] else v for n, v in own.items()}
+            if not objective(candidate) < own_value:
+                kept[j] = 0.0
         return kept
 
 
@@ -153,23 +161,48 @@ class PeriodicTransfer(Transfer):
         eps = self.epsilon(step)
         names = _mixed_names(models[0], self.spec.mixed_scope)
         snapshot = _snapshot(models, names)
-        mixing = self.similarity.clone()
+        if self.spec.mode == "beneficial" and objective is None:
+            raise ValueError("beneficial transfer needs the members' objectives on the current batch")
+        # Every row is decided on the parameters before any mixing (Jacobi order), then every member mixes.
+        rows = [
+            self.row(k, _full(model), snapshot, eps, (lambda p, k=k: objective(k, p)) if objective else None)
+            for k, model in enumerate(models)
+        ]
+        for k, model in enumerate(models):
+            self.mix_row(model, k, snapshot, rows[k], eps)
+        return torch.stack(rows)
+
+    def row(
+        self,
+        k: int,
+        own: dict[str, Tensor],
+        shared: Sequence[dict[str, Tensor]],
+        eps: float,
+        objective: Callable[[dict[str, Tensor]], float] | None,
+    ) -> Tensor:
+        """Row k of the mixing matrix at this step, from member k's own parameters and every member's mixed ones:
+        the similarity row, masked and renormalized under ``mode: beneficial`` (``objective`` is f_k)."""
+        row = self.similarity[k].clone()
         if self.spec.mode == "beneficial":
             if objective is None:
-                raise ValueError("beneficial transfer needs the members' objectives on the current batch")
-            mixing = _Beneficial.mask(models, names, mixing, torch.full_like(mixing, eps), objective)
-            totals = mixing.sum(dim=1, keepdim=True)
-            mixing = torch.where(totals > 0, mixing / totals.clamp_min(1e-300), mixing)
-        for k, model in enumerate(models):
-            row = mixing[k]
-            if float(row.sum()) == 0.0:
+                raise ValueError("beneficial transfer needs the member's objective on the current batch")
+            row = _Beneficial.mask_row(k, own, shared, row, torch.full_like(row, eps), objective)
+            total = row.sum()
+            if float(total) > 0:
+                row = row / total
+        return row
+
+    @staticmethod
+    @torch.no_grad()
+    def mix_row(model: nn.Module, k: int, snapshot: Sequence[dict[str, Tensor]], row: Tensor, eps: float) -> None:
+        """θ_k ← (1 − ε)·θ_k + ε·Σ_j row_j θ_j over the mixed parameters, θ from ``snapshot`` (pre-mix)."""
+        if float(row.sum()) == 0.0:
+            return
+        for name, p in model.named_parameters():
+            if name not in snapshot[k]:
                 continue
-            for name, p in model.named_parameters():
-                if name not in snapshot[k]:
-                    continue
-                mixed = sum(float(row[j]) * snapshot[j][name] for j in range(len(models)) if row[j] > 0)
-                p.copy_((1.0 - eps) * snapshot[k][name] + eps * mixed)
-        return mixing
+            mixed = sum(float(row[j]) * snapshot[j][name] for j in range(len(snapshot)) if row[j] > 0)
+            p.copy_((1.0 - eps) * snapshot[k][name] + eps * mixed)
 
 
 class MTGDTransfer(Transfer):
@@ -195,36 +228,59 @@ class MTGDTransfer(Transfer):
 
     def weights(self, lrs: Sequence[float]) -> Tensor:
         """``(K, K)`` w_kj = α·η_k·r_kj (masked by the beneficial check)."""
-        etas = torch.tensor([lr if self.spec.lr_tied else self.initial_lr for lr in lrs], dtype=self.relatedness.dtype)
-        return self.alpha * etas[:, None] * self.relatedness * self.mask
+        return torch.stack([self.weights_row(k, lr) for k, lr in enumerate(lrs)])
+
+    def weights_row(self, k: int, lr: float) -> Tensor:
+        """Row k of :meth:`weights` from member k's own learning rate at its latest step."""
+        eta = lr if self.spec.lr_tied else self.initial_lr
+        return self.alpha * eta * self.relatedness[k] * self.mask[k]
+
+    def refresh_due(self, step: int) -> bool:
+        """Whether the beneficial check is refreshed before this step's updates."""
+        return self.enabled and self.spec.mode == "beneficial" and step > 0 and step % self.spec.period == 0
+
+    def refresh_row(
+        self,
+        k: int,
+        own: dict[str, Tensor],
+        shared: Sequence[dict[str, Tensor]],
+        objective: Callable[[dict[str, Tensor]], float],
+    ) -> None:
+        """Member k's row of the beneficial mask: would the pull of the next τ steps toward θ_j lower f_k now?
+        (one step's pull is too small to tell from the batch's noise)"""
+        step_size = (self.alpha * self.initial_lr * self.relatedness[k] * self.spec.period).clamp(max=1.0)
+        kept = _Beneficial.mask_row(k, own, shared, self.relatedness[k], step_size, objective)
+        self.mask[k] = (kept > 0).to(self.mask.dtype)
 
     @torch.no_grad()
     def before_steps(self, models: Sequence[nn.Module], step: int, objective: Objective) -> Snapshot | None:
         if not self.enabled:
             return None
-        if self.spec.mode == "beneficial" and step > 0 and step % self.spec.period == 0:
-            # Would the pull of the next τ steps toward θ_j lower f_k now? (one step's pull is too small
-            # to tell from the batch's noise)
-            step_size = (self.alpha * self.initial_lr * self.relatedness * self.spec.period).clamp(max=1.0)
-            names = _mixed_names(models[0], self.spec.mixed_scope)
-            kept = _Beneficial.mask(models, names, self.relatedness, step_size, objective)
-            self.mask = (kept > 0).to(self.mask.dtype)
-        return _snapshot(models, _mixed_names(models[0], self.spec.mixed_scope))
+        names = _mixed_names(models[0], self.spec.mixed_scope)
+        snapshot = _snapshot(models, names)
+        if self.refresh_due(step):
+            for k, model in enumerate(models):
+                self.refresh_row(k, _full(model), snapshot, lambda p, k=k: objective(k, p))
+        return snapshot
 
     @torch.no_grad()
     def after_steps(self, models: Sequence[nn.Module], state: Snapshot | None, lrs: Sequence[float]) -> None:
         if state is None:
             return
-        weights = self.weights(lrs)
         for k, model in enumerate(models):
-            row = weights[k]
-            if float(row.sum()) == 0.0:
+            self.pull_row(model, k, state, self.weights_row(k, lrs[k]))
+
+    @staticmethod
+    @torch.no_grad()
+    def pull_row(model: nn.Module, k: int, state: Sequence[dict[str, Tensor]], row: Tensor) -> None:
+        """θ_k += Σ_j w_kj (θ_j − θ_k) over the mixed parameters, θ the pre-step ``state`` of every member."""
+        if float(row.sum()) == 0.0:
+            return
+        for name, p in model.named_parameters():
+            if name not in state[k]:
                 continue
-            for name, p in model.named_parameters():
-                if name not in state[k]:
-                    continue
-                pull = sum(float(row[j]) * (state[j][name] - state[k][name]) for j in range(len(models)) if row[j] > 0)
-                p.add_(pull)
+            pull = sum(float(row[j]) * (state[j][name] - state[k][name]) for j in range(len(state)) if row[j] > 0)
+            p.add_(pull)
 
 
 def make_transfer(spec: TransferSpec, preferences: Tensor, total_steps: int, initial_lr: float) -> Transfer:
