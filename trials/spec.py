@@ -138,7 +138,8 @@ class TransferSpec:
 
 
 Conditioning = Literal["lowrank", "hyper", "film"]
-Scalarization = Literal["linear", "tchebycheff", "cosmos", "epo"]
+# The solvers whose `objective` is the loss a drawn preference minimizes under population.psl.
+PSL_SOLVERS = ("linear", "tchebycheff", "epo")
 
 
 @dataclass(frozen=True)
@@ -154,10 +155,10 @@ class PSLSpec:
     hidden: int = 64  # width of the preference network (hypernetwork / FiLM generator)
     samples: int = 4  # P: preferences drawn per step (each costs one model-epoch per epoch)
     concentration: float = 1.0  # Dirichlet concentration of the drawn preferences (1: uniform on the simplex)
-    # The loss each drawn preference minimizes: the objective of the linear, tchebycheff or epo solver
-    # (trials/solvers), or cosmos (linear minus `cosmos_penalty`·cos(preference, losses)).
-    scalarization: Scalarization = "tchebycheff"
-    cosmos_penalty: float = 1.0
+    # Each drawn preference minimizes the trial's solver's objective (linear, tchebycheff or epo, with its
+    # solver_args) minus cosmos_penalty·cos(preference, losses): COSMOS's penalty pulling the losses onto the
+    # preference ray (Ruchte & Grabocka 2021); 0 leaves the solver's objective alone.
+    cosmos_penalty: float = 0.0
     # N: the preferences the model is evaluated at every epoch, each a point of the trial on the front.
     # None: 11 evenly spaced weights for 2 tasks, the smallest Das–Dennis set of at least 10 for more.
     points: int | None = None
@@ -182,12 +183,6 @@ class PSLSpec:
             "population.psl.concentration",
             self.concentration,
             "a float > 0",
-        )
-        _check(
-            self.scalarization in ("linear", "tchebycheff", "cosmos", "epo"),
-            "population.psl.scalarization",
-            self.scalarization,
-            "one of linear, tchebycheff, cosmos, epo",
         )
         _check(
             _is_number(self.cosmos_penalty) and self.cosmos_penalty >= 0,
@@ -363,9 +358,12 @@ class TrialSpec:
         transfer = dict(population.pop("transfer", {}) or {})
         _reject_unknown(transfer, TransferSpec, "population.transfer.")
         if population.get("psl") is not None:
-            psl = dict(population.pop("psl"))
+            psl = population.pop("psl")
+            _check(isinstance(psl, Mapping), "population.psl", psl, "a mapping of PSL settings (or unset)")
             _reject_unknown(psl, PSLSpec, "population.psl.")
             population["psl"] = PSLSpec(**psl)
+            solver = data.get("solver", "linear")
+            _check(solver in PSL_SOLVERS, "solver", solver, f"one of {', '.join(PSL_SOLVERS)} with population.psl")
         optimizer = dict(data.pop("optimizer", {}) or {})
         _reject_unknown(optimizer, OptimizerSpec, "optimizer.")
         return cls(

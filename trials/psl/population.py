@@ -52,7 +52,7 @@ class PSLPopulation:
         self.model = make_conditioned(psl.conditioning, base, num_tasks, psl.rank, psl.hidden, example).to(device)
         self.optimizer = make_optimizer([p for p in self.model.parameters() if p.requires_grad], spec.optimizer)
         self.scheduler = make_scheduler(self.optimizer, spec.optimizer, self.total_steps)
-        self.scalarizer = Scalarizer(psl.scalarization, num_tasks, psl.cosmos_penalty)
+        self.scalarizer = Scalarizer(spec.solver, spec.solver_args, num_tasks, psl.cosmos_penalty)
         self.preferences = evaluation_preferences(num_tasks, psl.points)
         self.members = [
             PSLMember(k, pref, AtPreference(self.model, pref).to(device), self.optimizer, self.scalarizer)

@@ -1,11 +1,13 @@
-"""The loss a drawn preference minimizes, taken from the solvers' own ``objective`` (trials/solvers):
-``linear`` (Σ λ_t L_t), ``tchebycheff`` (max_t λ_t (L_t − z_t), z the running minimum of the losses seen, so it
-reaches non-convex parts of a front), ``epo`` (EPO's subproblem max_t r_t L_t, the point where the preference
-ray meets the front; without EPO's per-step gradient LP, which would cost T backward passes per preference),
-and ``cosmos`` (the linear one minus μ·cos(λ, L), Ruchte & Grabocka 2021: pulls the losses onto the ray)."""
+"""The loss a drawn preference minimizes: the trial's solver's own ``objective`` (trials/solvers) at that
+preference, with the trial's solver_args: ``linear`` (Σ λ_t L_t), ``tchebycheff`` (max_t λ_t (L_t − z_t), z the
+running minimum of the losses seen unless `ideal` fixes it: it reaches non-convex parts of a front), ``epo``
+(EPO's subproblem max_t r_t L_t, the point where the preference ray meets the front; without EPO's per-step
+gradient LP, which would cost T backward passes per preference); minus ``cosmos_penalty``·cos(λ, L) when set
+(COSMOS, Ruchte & Grabocka 2021: pulls the losses onto the preference ray)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -13,14 +15,14 @@ from torch import Tensor
 
 from trials.solvers import build_solver
 
-SOLVER_OF = {"linear": "linear", "tchebycheff": "tchebycheff", "epo": "epo", "cosmos": "linear"}
-
 
 class Scalarizer:
     """Scalarized losses of many preferences; its only state is Tchebycheff's running minimum."""
 
-    def __init__(self, name: str, num_tasks: int, cosmos_penalty: float) -> None:
+    def __init__(self, name: str, args: Mapping[str, Any], num_tasks: int, cosmos_penalty: float) -> None:
         self.name = name
+        self.args = dict(args)
+        build_solver(name, num_tasks, torch.full((num_tasks,), 1.0 / num_tasks), self.args)  # bad args: now
         self.num_tasks = num_tasks
         self.cosmos_penalty = cosmos_penalty
         self.running_min: Tensor | None = None  # (T,) float64, tchebycheff only
@@ -34,11 +36,11 @@ class Scalarizer:
 
     def __call__(self, preference: Tensor, losses: Tensor) -> Tensor:
         """The scalar loss of one preference ``(T,)`` at its losses ``(T,)``."""
-        solver = build_solver(SOLVER_OF[self.name], self.num_tasks, preference.detach().to(torch.float64).cpu())
+        solver = build_solver(self.name, self.num_tasks, preference.detach().to(torch.float64).cpu(), self.args)
         if self.running_min is not None:  # the solver's state is its running minimum: hand it the shared one
             solver.load_state_dict({"running_min": self.running_min})
         value = solver.objective(losses)
-        if self.name == "cosmos" and self.cosmos_penalty > 0:
+        if self.cosmos_penalty > 0:
             cosine = torch.nn.functional.cosine_similarity(preference.to(losses), losses, dim=0, eps=1e-8)
             value = value - self.cosmos_penalty * cosine
         return value
