@@ -15,6 +15,7 @@ from typing import Any
 from pareto_search.config import ConfigError, SearchConfig, parse_config
 from pareto_search.fronts import write_atomic
 from pareto_search.pareto import Objective
+from pareto_search.search.devices import check_trial_device
 from pareto_search.storage import Location, StorageError, check_reachable
 from trials.data.sources import DataUnavailableError
 from trials.preferences import make_preferences
@@ -143,8 +144,7 @@ def make_plan(config: SearchConfig, problem: Problem | None = None) -> SearchPla
     objectives = _objectives(config, problem)
     reference_point = _reference_point(config, problem, objectives)
     _check_populations(config, problem)
-    if config.device.startswith("cuda") and config.resources.gpus_per_trial == 0:
-        raise ConfigError(f"`device` is {config.device!r} but `resources.gpus_per_trial` is 0; give trials a GPU")
+    check_trial_device(config.device, config.resources)  # a device no trial could use under Ray
     location = search_location(config.storage, config.name)
     for folder in (location.parent, location):
         if folder.is_local and folder.local_path.exists() and not folder.local_path.is_dir():

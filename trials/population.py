@@ -185,17 +185,12 @@ class Population:
         loss_of = functional_losses(lambda outputs: self.problem.task_losses(outputs, batch), batch.inputs)
         try:
             losses = stacked.losses(loss_of)
+        except torch.OutOfMemoryError as exc:
+            raise self._out_of_memory(exc) from None
         except Exception as exc:  # nothing has changed yet: the forward pass only read the parameters
-            if not self._may_fall_back:
-                raise
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            warnings.warn(
-                f"population: this problem's model or losses cannot run batched ({type(exc).__name__}: "
-                f"{first_line[:200]}); its members run one after the other",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            self.stacked = None
+            if not self._may_fall_back or not self._plain_forward_runs(batch):
+                raise  # forced `batched`, a later step, or the problem's own error (it fails unbatched too)
+            self._warn_fallback(exc)
             return torch.stack([self._member_step(member, batch) for member in self.members])
         self._may_fall_back = False  # proven: from here on an error is a real one
         for member in self.members:
@@ -207,11 +202,52 @@ class Population:
             contexts.append(StepContext(losses=proxy, model=member.model, optimizer=member.optimizer, step=self.step))
             member.solver.backward(contexts[-1])
 
-        batched_backward(losses, solver_backward)
+        try:
+            batched_backward(losses, solver_backward)
+        except torch.OutOfMemoryError as exc:
+            raise self._out_of_memory(exc) from None
         stacked.hand_out_gradients()
         for member, ctx in zip(self.members, contexts, strict=True):
             self._finish_step(member, ctx)
         return losses.detach()
+
+    def _plain_forward_runs(self, batch: Batch) -> bool:
+        """Whether member 0's losses compute one member at a time: then the batched forward failed on something
+        ``torch.func.vmap`` cannot trace (``.item()``, Python branching on a tensor's value, ``.numpy()``, an
+        ``autograd.Function`` without ``setup_context``, random ops), which the sequential path can run. The RNG is
+        put back, so that the members' steps that follow draw what a sequential run would."""
+        member = self.members[0]
+        devices = [self.device] if self.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                self.problem.task_losses(member.model(batch.inputs), batch)
+        except torch.OutOfMemoryError as exc:
+            raise self._out_of_memory(exc) from None
+        except Exception:
+            return False
+        return True
+
+    def _warn_fallback(self, exc: Exception) -> None:
+        """Once per population: from here on it runs sequentially, so the batched forward is never tried again."""
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        warnings.warn(
+            f"population: this problem's model or losses cannot run batched ({type(exc).__name__}: "
+            f"{first_line[:200]}); its members run one after the other",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        self.stacked = None
+        self._may_fall_back = False
+
+    def _out_of_memory(self, exc: torch.OutOfMemoryError) -> torch.OutOfMemoryError:
+        """Out of memory is never a reason to fall back: the sequential path would hide a GPU share too small for
+        the population (and usually fail later anyway). One line that says what to change."""
+        first_line = (str(exc).strip().splitlines() or ["out of memory"])[0]
+        return torch.OutOfMemoryError(
+            f"population: the batched step of {len(self.members)} members ran out of memory on {self.device} "
+            f"({first_line[:200]}); give the trial more of a GPU (`resources.gpus_per_trial`), a smaller population "
+            "or batch, or set `population.execution: sequential`"
+        )
 
     def _check_finite(self, index: int, losses: Tensor) -> None:
         if not bool(torch.isfinite(losses).all()):

@@ -17,6 +17,7 @@ import ray
 from ray import tune
 
 from pareto_search.config import ConfigError, ResourcesConfig
+from pareto_search.search.devices import check_torch_has_cuda
 
 
 def _this_machine() -> dict[str, float]:
@@ -26,9 +27,20 @@ def _this_machine() -> dict[str, float]:
         cpus = float(get_num_cpus())
     except Exception:  # a Ray without the helper: the plain count
         cpus = float(os.cpu_count() or 1)
+    return {"CPU": cpus, "GPU": float(_gpus_here())}
+
+
+def _gpus_here() -> int:
+    """The GPUs Ray would find on this machine (it asks the NVIDIA driver, not torch): a CPU build of torch on a GPU
+    machine still gets its trials a GPU, which :func:`check_torch_has_cuda` then refuses by name."""
     import torch
 
-    return {"CPU": cpus, "GPU": float(torch.cuda.device_count())}
+    try:
+        from ray._private.accelerators import NvidiaGPUAcceleratorManager
+
+        return max(int(NvidiaGPUAcceleratorManager.get_current_node_num_accelerators()), torch.cuda.device_count())
+    except Exception:  # a Ray without the helper: what torch sees
+        return torch.cuda.device_count()
 
 
 def node_resources() -> list[Mapping[str, float]]:
@@ -39,7 +51,8 @@ def node_resources() -> list[Mapping[str, float]]:
 
 
 def check_requests_fit(resources: ResourcesConfig, nodes: list[Mapping[str, float]]) -> None:
-    """One line naming the field, what was asked and what the largest node has, when no node fits a trial."""
+    """One line naming the field, what was asked and what the largest node has, when no node fits a trial; and,
+    since these nodes are this machine's, one line when its torch cannot use the GPUs the trials ask for."""
     best_cpus = max((float(n.get("CPU", 0.0)) for n in nodes), default=0.0)
     best_gpus = max((float(n.get("GPU", 0.0)) for n in nodes), default=0.0)
     where = "this machine has" if len(nodes) == 1 else "the largest node has"
@@ -54,6 +67,7 @@ def check_requests_fit(resources: ResourcesConfig, nodes: list[Mapping[str, floa
             f"`resources.gpus_per_trial` is {resources.gpus_per_trial:g} but {where} {what}: no trial could "
             "ever start; set it to 0 to train on the CPU"
         )
+    check_torch_has_cuda(resources)
 
 
 class PlacementTimeout(RuntimeError):
