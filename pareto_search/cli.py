@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 EXIT_FAILED = 1  # a trial ended in error, or the search could not finish (the message says what is kept)
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
+EXIT_TERMINATED = 143  # SIGTERM (Kubernetes, systemd, Slurm, spot preemption), as shells report it (128 + 15)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -172,17 +173,39 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pareto_search.plan import make_plan
 
     plan = make_plan(config)
-    from pareto_search.search.runner import release_ray, run_search
+    return _drive(plan, args.address, resume=False)
 
-    outcome = run_search(plan, address=args.address)
+
+def _drive(plan, address: str | None, *, resume: bool) -> int:  # plan: plan.SearchPlan
+    """Run or resume the search and report it. A Ctrl-C or SIGTERM before Tune runs (while Ray starts, say)
+    ends here too: one line and the signal's exit code, no traceback."""
+    from pareto_search.search.driver_lock import DriverLockHeld, refuse_if_held
+
+    try:  # one driver per search: refused before Ray and torch load (run_search takes the lock itself)
+        refuse_if_held(plan.name, plan.files)
+    except DriverLockHeld as exc:
+        print(f"pareto-search {'resume' if resume else 'run'}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    from pareto_search.search.runner import release_ray, run_search, sigterm_received
+
+    try:
+        outcome = run_search(plan, address=address, resume=resume)
+    except KeyboardInterrupt:
+        release_ray()
+        terminated = sigterm_received()
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
+        print(f"{what} before training went on — `pareto-search resume {plan.name}` continues it", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     release_ray()  # before printing: Ray's buffered trial logs would otherwise trail the table
     return _report(outcome)
 
 
 def _report(outcome) -> int:  # outcome: search.runner.SearchOutcome
     """The front, then (on stderr, last) the trials that ended in error or the interruption; the exit code."""
+    terminated = outcome.interrupted and getattr(outcome, "terminated", False)
     if outcome.interrupted:
-        print(f"PARTIAL front (the search was interrupted):\n{outcome.front.to_table()}")
+        how = "stopped by SIGTERM" if terminated else "interrupted"
+        print(f"PARTIAL front (the search was {how}):\n{outcome.front.to_table()}")
     else:
         print(outcome.front.to_table())
     if outcome.recoveries:  # the front is whole: these trials ran again from an older checkpoint or from scratch
@@ -191,8 +214,9 @@ def _report(outcome) -> int:  # outcome: search.runner.SearchOutcome
         print("\n".join(outcome.failure_lines()), file=sys.stderr)
     if outcome.interrupted:
         name = outcome.front.search
-        print(f"interrupted — `pareto-search resume {name}` continues it", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
+        print(f"{what} — `pareto-search resume {name}` continues it", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     return EXIT_FAILED if outcome.failures else 0
 
 
@@ -200,11 +224,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from pareto_search.plan import load_plan
 
     plan, _ = load_plan(args.storage, args.name)
-    from pareto_search.search.runner import release_ray, run_search
-
-    outcome = run_search(plan, address=args.address, resume=True)
-    release_ray()
-    return _report(outcome)
+    return _drive(plan, args.address, resume=True)
 
 
 def _load_front(name: str, storage: str):  # -> GlobalFront

@@ -35,3 +35,29 @@ def bounded_call(call: Callable[[], T], timeout_s: float, what: str) -> T:
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+# How long opening a search's tracking store may take before the command says it did not answer. A server (an
+# MLflow server, a database) that takes longer is not there: a database URI otherwise waits out MLflow's own
+# engine retries (about 100 s for a refused port) or, with a listener that never replies, forever. A local
+# store (sqlite, a folder) may wait for another process creating its tables (tracking.SQLITE_INIT_WAIT_S).
+TRACKING_OPEN_TIMEOUT_S = 30.0
+LOCAL_TRACKING_OPEN_TIMEOUT_S = 180.0
+LOCAL_TRACKING_SCHEMES = ("sqlite", "file", "")
+
+
+def tracking_open_timeout_s(uri: str) -> float:
+    """The bound on opening the tracking store at `uri` (see TRACKING_OPEN_TIMEOUT_S)."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    return LOCAL_TRACKING_OPEN_TIMEOUT_S if scheme in LOCAL_TRACKING_SCHEMES else TRACKING_OPEN_TIMEOUT_S
+
+
+def redact_uri(uri: str) -> str:
+    """`uri` without the password it may carry (postgresql://user:secret@host/db): for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import re
+import socket
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -700,10 +701,19 @@ def fail_fast_http() -> contextlib.AbstractContextManager[None]:
 
 
 def is_outage(exc: BaseException) -> bool:
-    """The server did not answer (or answered 5xx): worth retrying. Its own 4xx answers, and errors of a
-    local store, are not."""
+    """The server did not answer (or answered 5xx): worth retrying. Its own 4xx answers, errors of a local
+    store, and errors of files (a checkpoint gone, a full disk: storage errors) are not."""
     if isinstance(exc, RestException):
         return exc.get_http_status_code() >= 500
     if isinstance(exc, MlflowException):  # MLflow's wrapper of a refused, reset or timed-out HTTP request
         return str(exc).startswith("API request to")
-    return isinstance(exc, OSError | TimeoutError)  # requests' errors are OSErrors
+    return is_network_error(exc)
+
+
+def is_network_error(exc: BaseException) -> bool:
+    """A request that got no answer: refused, reset, timed out, a name that does not resolve. Every OSError is
+    not one: FileNotFoundError or ENOSPC from a write are the storage's, and waiting does not mend them."""
+    import requests
+
+    network = (requests.exceptions.RequestException, ConnectionError, TimeoutError, socket.gaierror, socket.herror)
+    return isinstance(exc, network)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
+import logging
 import os
 import signal
 import sys
@@ -27,6 +29,7 @@ from pareto_search.plan import PLAN_FILE, SearchPlan, load_plan
 from pareto_search.scheduler import ParetoASHA, ParetoASHAStateCallback
 from pareto_search.search.atomic_fs import atomic_local_filesystem
 from pareto_search.search.callback import SearchCallback, bind_location
+from pareto_search.search.driver_lock import driver_lock
 from pareto_search.search.lr_probe import pending_probes, run_probes, trains_here
 from pareto_search.search.outage import TrackingUnavailable, fail_fast_http, is_outage
 from pareto_search.search.resources import PendingWatch, PlacementTimeout, check_requests_fit, node_resources
@@ -34,6 +37,7 @@ from pareto_search.search.space import param_space, tune_num_samples
 from pareto_search.search.trainable import run_trial
 from pareto_search.search.tune_state import check_experiment_state
 from pareto_search.storage import StorageError, check_reachable
+from pareto_search.timeouts import WaitTimeout, bounded_call, redact_uri, tracking_open_timeout_s
 from pareto_search.tracking import SearchTracker, resolve_tracking_uri
 
 # Schedulers judge trials by the trainer's own epoch count, not Tune's result count: a trial restarted from
@@ -116,14 +120,34 @@ def _init_ray(address: str | None) -> None:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
     else:
         ray.init(include_dashboard=False, runtime_env=runtime_env, log_to_driver=True)
+    _SIGTERM.reinstall()  # ray.init puts its own SIGTERM handler in (sys.exit mid-Tune: a native stack dump)
 
 
 def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = False) -> SearchOutcome:
-    """Run a new search, or resume an interrupted one from its storage; returns its global front."""
+    """Run a new search, or resume an interrupted one from its storage; returns its global front.
+
+    One driver per search (driver_lock.py): a second `run` or `resume` of a search that a driver is running is
+    refused in one line (DriverLockHeld) before it touches anything. SIGTERM (Kubernetes, systemd, Slurm, spot
+    preemption) stops the search the way Ctrl-C does: Tune saves it and the outcome is interrupted."""
     try:
         check_reachable(plan.storage_dir)  # before anything is written or started
     except StorageError as exc:
         raise ConfigError(f"`storage`: {exc}") from None
+    with _sigterm_as_interrupt(), contextlib.ExitStack() as held:
+        try:
+            held.enter_context(driver_lock(plan.name, plan.files, "resume" if resume else "run"))
+        except StorageError as exc:
+            raise ConfigError(f"`storage`: {exc}") from None
+        try:
+            return _run_search(plan, address=address, resume=resume)
+        except Exception as exc:
+            storage = _storage_failure(exc)
+            if storage is None:
+                raise
+            raise SearchStopped(_storage_stop_message(plan, storage)) from None
+
+
+def _run_search(plan: SearchPlan, *, address: str | None, resume: bool) -> SearchOutcome:
     plan_file_exists = (plan.files / PLAN_FILE).is_file()
     tracking_uri = resolve_tracking_uri(plan.config.tracking.uri)
     if not resume and plan_file_exists:
@@ -133,20 +157,35 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
         )
     if address is None:  # this machine (or the Ray already running here) must fit one trial
         check_requests_fit(plan.config.resources, node_resources())
-    try:
+    if resume:
+        plan, parent_run_id = load_plan(plan.storage_dir.parent, plan.name)
+
+    def open_tracking() -> tuple[SearchTracker, str]:
         with fail_fast_http():  # a server that does not answer is one line now, not minutes of retries
             tracker = SearchTracker(tracking_uri, plan.config.tracking.experiment)
             if resume:
-                plan, parent_run_id = load_plan(plan.storage_dir.parent, plan.name)
-                parent_run_id = tracker.start_search(plan.name, plan.to_dict(), run_id=parent_run_id)
-            else:
-                parent_run_id = tracker.start_search(plan.name, plan.config.model_dump(mode="json"))
+                return tracker, tracker.start_search(plan.name, plan.to_dict(), run_id=parent_run_id)
+            return tracker, tracker.start_search(plan.name, plan.config.model_dump(mode="json"))
+
+    shown_uri = redact_uri(tracking_uri)
+    bound_s = tracking_open_timeout_s(tracking_uri)
+    # Every scheme gets a bound: a database URI has no request timeout of its own (MLflow retries a refused port
+    # for ~100 s, and a listener that never replies holds the connection forever). MLflow's retry warnings would
+    # only repeat what the one line says.
+    engine_log = logging.getLogger("mlflow.store.db.utils")
+    engine_level = engine_log.level
+    engine_log.setLevel(logging.ERROR)
+    try:
+        tracker, parent_run_id = bounded_call(open_tracking, bound_s, f"tracking store {shown_uri}")
     except ConfigError:
         raise
+    except WaitTimeout:  # the abandoned attempt may log on: its warnings stay off until the process ends
+        raise ConfigError(f"`tracking.uri`: {shown_uri} did not answer within {bound_s:g} s") from None
     except Exception as exc:  # the store cannot be used: one line before Ray starts, not a traceback
         reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         verb = "did not answer" if is_outage(exc) else "cannot be used"
-        raise ConfigError(f"`tracking.uri`: {tracking_uri} {verb}: {reason[:400]}") from None
+        raise ConfigError(f"`tracking.uri`: {shown_uri} {verb}: {reason[:400]}") from None
+    engine_log.setLevel(engine_level)
     if not resume:
         plan.save(parent_run_id)
     # A probe that trains in this process needs no Ray: it runs before Ray starts, not beside its start-up.
@@ -156,10 +195,10 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
     if pending_probes(plan.config):  # a new search, or one killed while it probed: its trials need the value
         try:
             plan, probes = run_probes(plan, here=here)
-        except KeyboardInterrupt:  # Ctrl-C while probing: nothing trained yet; `resume` probes again
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM while probing: nothing trained yet; `resume` probes again
             tracker.end_run(parent_run_id, "KILLED")
             empty = GlobalFront(plan.name, plan.objectives, plan.reference_point, plan.front_path)
-            return SearchOutcome(empty, 0, interrupted=True)
+            return SearchOutcome(empty, 0, interrupted=True, terminated=_SIGTERM.received)
         plan.save(parent_run_id)
         chosen = {f"pareto_search.lr_probe.solvers.{r.entry}.lr": f"{r.chosen:.6g}" for r in probes}
         tracker.set_tags(parent_run_id, chosen)
@@ -250,7 +289,10 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
         print(f"[{plan.name}] no trial reported a point", file=sys.stderr)
         objectives = plan.objectives
         front = GlobalFront(plan.name, objectives, plan.reference_point, plan.front_path)
-    return SearchOutcome(front, len(results), failures, interrupted, recoveries)
+    full = next((f for f in failures if _is_storage_full_text(f.error)), None)
+    if full is not None and not interrupted:  # the others failed the same way or would: one line, not N tracebacks
+        raise SearchStopped(_storage_stop_message(plan, OSError(errno.ENOSPC, full.error)))
+    return SearchOutcome(front, len(results), failures, interrupted, recoveries, _SIGTERM.received and interrupted)
 
 
 @dataclass(frozen=True)
@@ -273,8 +315,9 @@ class SearchOutcome:
     front: GlobalFront
     trials: int
     failures: tuple[TrialFailure, ...] = ()
-    interrupted: bool = False  # stopped by Ctrl-C: the front is partial, `resume` continues it
+    interrupted: bool = False  # stopped by Ctrl-C or SIGTERM: the front is partial, `resume` continues it
     recoveries: tuple[Recovery, ...] = ()  # trials that found a damaged checkpoint on resume
+    terminated: bool = False  # the interruption was a SIGTERM (exit 143 rather than Ctrl-C's 130)
 
     def recovery_lines(self) -> list[str]:
         return [f"trial {r.trial_id}: {r.what}" for r in self.recoveries]
@@ -317,6 +360,89 @@ def _sigint_watch() -> Iterator[_Interruption]:
     finally:
         seen.happened = signal.getsignal(signal.SIGINT) is marker
         signal.signal(signal.SIGINT, previous)
+
+
+class _SigtermWatch:
+    """SIGTERM handled as Ctrl-C: whatever handles SIGINT now (Tune's graceful stop while it runs, else a
+    KeyboardInterrupt) handles it, and `received` says it was a SIGTERM. Installed by run_search for its
+    duration (main thread only) and again after ray.init, which installs its own."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.received = False
+
+    def handle(self, signum: int, frame: Any) -> None:
+        self.received = True
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:  # SIGINT ignored (a background job) or not set from Python: stop the way Python's default would
+            raise KeyboardInterrupt
+
+    def reinstall(self) -> None:
+        if self.active and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.handle)
+
+
+_SIGTERM = _SigtermWatch()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    _SIGTERM.active, _SIGTERM.received = True, False
+    signal.signal(signal.SIGTERM, _SIGTERM.handle)
+    try:
+        yield
+    finally:
+        _SIGTERM.active = False
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def sigterm_received() -> bool:
+    """Whether the last search of this process was stopped by SIGTERM (the CLI's exit code)."""
+    return _SIGTERM.received
+
+
+# Errors of the storage itself, not of one file: the search cannot go on writing there.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
+_STORAGE_FULL_TEXTS = ("No space left on device", "Disk quota exceeded")
+
+
+def _is_storage_full_text(text: str) -> bool:
+    return any(t in text for t in _STORAGE_FULL_TEXTS)
+
+
+def _storage_failure(exc: BaseException) -> OSError | None:
+    """The storage error (full, read-only, I/O error) in `exc`'s chain, or None. Tune wraps a callback's error,
+    and Ray a trial's (as text): both are looked for."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno in _STORAGE_ERRNOS:
+            return current
+        if _is_storage_full_text(str(current)):
+            return OSError(errno.ENOSPC, str(current))
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _storage_stop_message(plan: SearchPlan, error: OSError) -> str:
+    """One line: what the storage said, where, what is kept, how to go on."""
+    what = os.strerror(error.errno) if error.errno else "storage error"
+    where = error.filename or plan.storage_dir
+    kept = 0
+    with contextlib.suppress(Exception):  # the front as it was last written whole (writes are atomic)
+        kept = len(GlobalFront.load(plan.front_path).points) if plan.front_path.is_file() else 0
+    return (
+        f"storage {plan.storage_dir}: {what} (writing {where}); search '{plan.name}' stopped: its {kept} evaluated "
+        f"points are kept in {plan.front_path}; free space there, then `pareto-search resume {plan.name}` "
+        "continues it"
+    )
 
 
 def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
