@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import tempfile
 import warnings
@@ -125,9 +126,17 @@ def quiet_termination() -> None:
     sys.unraisablehook = _quiet_termination_hook
 
 
+# How long Tune waits, when it hands this worker to the next trial (reuse_actors), for the previous trial's thread to
+# end. Tune's 2 s default was too short on a loaded machine: the reset then fails, Tune errors the new trial without
+# telling the search algorithm, which keeps counting it as running and, at max_concurrent_trials, never starts
+# another — the search idled forever. The thread ends at its next report, normally within milliseconds.
+THREAD_TIMEOUT_S = "120"
+
+
 def run_trial(params: dict[str, Any], *, plan: dict[str, Any]) -> None:
     """The Tune function trainable; ``plan`` is :meth:`SearchPlan.to_dict` (plain data)."""
     quiet_termination()
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", THREAD_TIMEOUT_S)  # read by Tune at each reset
     config = parse_config(plan["config"])
     objectives = tuple(Objective(o["name"], o["direction"]) for o in plan["objectives"])
     reference_point = tuple(plan["reference_point"])
@@ -145,6 +154,7 @@ def run_trial(params: dict[str, Any], *, plan: dict[str, Any]) -> None:
         report = trainer.train_epoch()
         metrics = epoch_metrics(report, objectives, reference_point, label)
         metrics.update(held_out_metrics(trainer, objectives))
+        metrics["model_epochs"] = trainer.model_epochs  # the budget spent: K per epoch, P for a PSL model
         if restored is not None:  # with every later result: the last one is what the summary reads
             metrics["recovery"] = restored.message()
         if report.epoch % every and not trainer.done:  # between checkpoints: the result alone

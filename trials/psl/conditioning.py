@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from trials.models import MultiTaskModel
+from trials.models import MultiTaskModel, ParameterVector
 
 # `hyper` generates every parameter from one output layer of hidden × parameters weights: above this many
 # parameters of the problem's model that layer is the bulk of the cost, which is what `lowrank` avoids.
@@ -44,11 +44,27 @@ class Conditioned(nn.Module):
         return [self(x, preference) for preference in preferences]
 
 
+class _Generated(Conditioned):
+    """A conditioning whose preference network's output ``generator(λ)`` is all that depends on λ: the
+    network runs once for all preferences of a step (``forward_many``)."""
+
+    generator: nn.Sequential
+
+    def forward(self, x: Tensor, preference: Tensor) -> list[Tensor]:
+        return self.apply_generated(x, self.generator(preference))
+
+    def forward_many(self, x: Tensor, preferences: Tensor) -> list[list[Tensor]]:
+        return [self.apply_generated(x, row) for row in self.generator(preferences)]
+
+    def apply_generated(self, x: Tensor, generated: Tensor) -> list[Tensor]:
+        raise NotImplementedError
+
+
 def _key(name: str) -> str:
     return name.replace(".", "__")
 
 
-class LowRank(Conditioned):
+class LowRank(_Generated):
     """W(λ) = W0 + B·diag(g(λ))·A for every Linear/Conv2d weight W0 (A: r × fan-in, B: out × r, g a network of
     the preference); a model without Linear/Conv2d layers (the synthetic problems' decision vector) gets
     p(λ) = p0 + B·g(λ) for each parameter. Chen & Kwok (ICML 2024): a shared base and preference-dependent
@@ -78,24 +94,21 @@ class LowRank(Conditioned):
         self.generator = _preference_net(num_tasks, hidden, rank * len(self.targets))
         nn.init.normal_(self.generator[-1].weight, std=0.01)  # not zero: B·g needs both to move
 
-    def weights_at(self, preference: Tensor) -> dict[str, Tensor]:
-        scales = self.generator(preference).view(len(self.targets), self.rank)
+    def apply_generated(self, x: Tensor, generated: Tensor) -> list[Tensor]:
+        scales = generated.view(len(self.targets), self.rank)
         params = dict(self.base.named_parameters())
-        out = {}
+        weights = {}
         for i, name in enumerate(self.targets):
             base = params[name]
             if _key(name) in self.A:
                 delta = (self.B[_key(name)] * scales[i]) @ self.A[_key(name)]
             else:
                 delta = self.B[_key(name)] @ scales[i]
-            out[name] = base + delta.view(base.shape)
-        return out
-
-    def forward(self, x: Tensor, preference: Tensor) -> list[Tensor]:
-        return functional_call(self.base, self.weights_at(preference), (x,))
+            weights[name] = base + delta.view(base.shape)
+        return functional_call(self.base, weights, (x,))
 
 
-class Hyper(Conditioned):
+class Hyper(_Generated):
     """Every parameter of the network generated from the preference (Navon et al., ICLR 2021: Pareto
     HyperNetworks); the output layer's bias starts at the problem's initial weights. Refused above
     ``HYPER_MAX_PARAMETERS`` parameters of the problem's model."""
@@ -118,39 +131,45 @@ class Hyper(Conditioned):
         for p in base.parameters():  # the generated weights replace them: the base only supplies the architecture
             p.requires_grad_(False)
 
-    def forward(self, x: Tensor, preference: Tensor) -> list[Tensor]:
-        flat = self.generator(preference)
-        chunks = torch.split(flat, [math.prod(s) for s in self.shapes])
+    def apply_generated(self, x: Tensor, generated: Tensor) -> list[Tensor]:
+        chunks = torch.split(generated, [math.prod(s) for s in self.shapes])
         weights = {n: c.view(s) for n, c, s in zip(self.names, chunks, self.shapes, strict=True)}
         return functional_call(self.base, weights, (x,))
 
 
-class FiLM(Conditioned):
+class FiLM(_Generated):
     """z(λ) = z ⊙ (1 + γ(λ)) + β(λ) on the trunk's output z (its features: the last axis, or the channels of an
     image-shaped one), then the heads: the trunk runs once for all preferences of a step (Perez et al. 2018's
     feature-wise modulation; Dosovitskiy & Djolonga 2020, Ruchte & Grabocka 2021 condition a network this way)."""
 
     def __init__(self, base: MultiTaskModel, num_tasks: int, hidden: int, example: Tensor) -> None:
         super().__init__(base)
+        if isinstance(base.trunk, ParameterVector):
+            # Its output is the decision itself (ZDT's x in [0, 1]^n): scaling and shifting it leaves the problem's
+            # domain (measured: ZDT1's f2 at -8e7), and there are no features to modulate.
+            raise ValueError(
+                "`population.psl.conditioning` is film, but the problem's trunk is its decision vector (no "
+                "features to modulate); allowed here: lowrank, hyper"
+            )
         with torch.no_grad():
             z = base.representation(example)
         self.axis = 1 if z.dim() >= 3 else -1
         self.features = int(z.shape[self.axis])
         self.generator = _preference_net(num_tasks, hidden, 2 * self.features)
 
-    def _modulate(self, z: Tensor, preference: Tensor) -> Tensor:
-        gamma, beta = self.generator(preference).view(2, self.features)
+    def _modulate(self, z: Tensor, generated: Tensor) -> Tensor:
+        gamma, beta = generated.view(2, self.features)
         if self.axis == 1:
             view = (1, self.features) + (1,) * (z.dim() - 2)
             gamma, beta = gamma.view(view), beta.view(view)
         return z * (1 + gamma) + beta
 
-    def forward(self, x: Tensor, preference: Tensor) -> list[Tensor]:
-        return self.base.heads_forward(self._modulate(self.base.representation(x), preference))
+    def apply_generated(self, x: Tensor, generated: Tensor) -> list[Tensor]:
+        return self.base.heads_forward(self._modulate(self.base.representation(x), generated))
 
     def forward_many(self, x: Tensor, preferences: Tensor) -> list[list[Tensor]]:
-        z = self.base.representation(x)
-        return [self.base.heads_forward(self._modulate(z, preference)) for preference in preferences]
+        z = self.base.representation(x)  # once for all the step's preferences: the trunk does not depend on λ
+        return [self.base.heads_forward(self._modulate(z, row)) for row in self.generator(preferences)]
 
 
 def make_conditioned(
