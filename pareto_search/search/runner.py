@@ -228,6 +228,7 @@ def _run_search(plan: SearchPlan, *, address: str | None, resume: bool) -> Searc
             PendingWatch(plan.config.resources, search.pending_timeout_s),
             JsonLoggerCallback(),
             CSVLoggerCallback(),
+            StorageWatch(),
         ]
         if isinstance(scheduler, ParetoASHA):  # Tune checkpoints callbacks, not schedulers: carry its state
             callbacks.append(ParetoASHAStateCallback(scheduler))
@@ -407,6 +408,37 @@ def sigterm_received() -> bool:
     return _SIGTERM.received
 
 
+class StorageFull(OSError):
+    """A trial could not write to the search's storage because it is full: every trial would fail the same way."""
+
+
+class StorageWatch(tune.Callback):
+    """Stops the search at the first trial that failed because the storage is full: Tune would retry it and start
+    the others, each ending in the same traceback while its syncer retried the experiment state every 10 s.
+    Raising here ends `tuner.fit` (Tune cleans up and re-raises); run_search says it in one line."""
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._check(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._check(trial)
+
+    @staticmethod
+    def _check(trial: Any) -> None:
+        path = getattr(trial, "error_file", None)  # written by Tune (driver side) before the callbacks run
+        if not path:
+            return
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                text = handle.read()[-ERROR_TAIL_CHARS:]
+        except OSError:
+            return
+        if _is_storage_full_text(text):
+            raise StorageFull(errno.ENOSPC, f"trial {trial.trial_id}: {os.strerror(errno.ENOSPC)}")
+
+
+ERROR_TAIL_CHARS = 4000  # the end of a trial's error file: its last error's own line
+
 # Errors of the storage itself, not of one file: the search cannot go on writing there.
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
 _STORAGE_FULL_TEXTS = ("No space left on device", "Disk quota exceeded")
@@ -434,12 +466,15 @@ def _storage_failure(exc: BaseException) -> OSError | None:
 def _storage_stop_message(plan: SearchPlan, error: OSError) -> str:
     """One line: what the storage said, where, what is kept, how to go on."""
     what = os.strerror(error.errno) if error.errno else "storage error"
-    where = error.filename or plan.storage_dir
+    if error.filename:  # a write of the driver's own names its file; a trial's names its trial
+        what += f" (writing {error.filename})"
+    elif isinstance(error, StorageFull):
+        what += f" ({error.strerror.split(':', 1)[0]})"
     kept = 0
     with contextlib.suppress(Exception):  # the front as it was last written whole (writes are atomic)
         kept = len(GlobalFront.load(plan.front_path).points) if plan.front_path.is_file() else 0
     return (
-        f"storage {plan.storage_dir}: {what} (writing {where}); search '{plan.name}' stopped: its {kept} evaluated "
+        f"storage {plan.storage_dir}: {what}; search '{plan.name}' stopped: its {kept} evaluated "
         f"points are kept in {plan.front_path}; free space there, then `pareto-search resume {plan.name}` "
         "continues it"
     )
