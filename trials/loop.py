@@ -10,7 +10,6 @@ cuDNN/cuBLAS settings of :func:`deterministic_cuda`.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from trials.affinity import AffinityProbe, add_matrices
 from trials.population import Population
 from trials.problems import Batch, Problem, make_problem
 from trials.psl import PSLPopulation
-from trials.spec import SpecError, TrialSpec
+from trials.spec import SpecMismatch, TrialSpec, spec_difference
 
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes
 
@@ -76,19 +75,6 @@ def deterministic_cuda() -> None:
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def _same_training(saved: dict[str, Any], spec: TrialSpec) -> bool:
-    """Whether a checkpoint's spec describes this training. Fields added since it was written take
-    their defaults, and how the members execute (sequential or batched: the same updates to float
-    tolerance) may differ, so a checkpoint resumes on a GPU machine that batches."""
-    try:
-        restored = TrialSpec.from_dict(saved)
-    except (SpecError, TypeError):
-        return False
-    execution = spec.population.execution
-    restored = dataclasses.replace(restored, population=dataclasses.replace(restored.population, execution=execution))
-    return restored.to_dict() == spec.to_dict()
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -208,8 +194,9 @@ class Trainer:
             raise ValueError(
                 f"checkpoint format {state.get('format')!r} is not supported; expected {CHECKPOINT_FORMAT}"
             )
-        if not _same_training(state["spec"], self.spec):
-            raise ValueError("checkpoint was written by a different trial spec; refusing to resume from it")
+        difference = spec_difference(state["spec"], self.spec)  # device and execution are not compared
+        if difference is not None:
+            raise SpecMismatch(f"checkpoint was written by a different trial spec ({difference}); refusing to resume")
         self.epoch = int(state["epoch"])
         self.population.load_state_dict(state["population"])
         torch.set_rng_state(state["rng"]["torch"])

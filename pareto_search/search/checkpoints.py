@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from ray import tune
 
+from trials.spec import SpecMismatch
+
 MANIFEST = "manifest.json"
 CHECKPOINT_PREFIX = "checkpoint_"  # Tune's folder names: checkpoint_000003
 CHUNK = 1 << 20
@@ -123,6 +125,9 @@ def restore(latest: tune.Checkpoint, load: Callable[[dict[str, Any]], None], fil
                 first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
                 damaged.append(f"{_name(checkpoint)}: {file_name} cannot be read ({first_line[:120]})")
                 continue
-        load(state)  # outside the try: a checkpoint of another spec is an error, not damage
+        try:
+            load(state)  # outside the damage handling: a checkpoint of another spec is an error, not damage
+        except SpecMismatch as exc:  # one line that names the checkpoint; retrying cannot change it
+            raise SpecMismatch(f"{_name(checkpoint)}: {exc}") from None
         return Restored(_name(checkpoint), tuple(damaged)) if damaged else None
     return Restored("scratch", tuple(damaged))
