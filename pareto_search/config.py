@@ -14,6 +14,7 @@ The Ray Tune adapter turns these into Tune's sampling primitives; this module st
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import re
@@ -450,12 +451,67 @@ def parse_config(data: Any) -> SearchConfig:
     return config
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping names one key twice: YAML keeps the later value, silently dropping the earlier one."""
+
+    def __init__(self, where: str, first_line: int, second_line: int) -> None:
+        super().__init__(f"{where} twice (lines {first_line} and {second_line})")
+        self.where, self.first_line, self.second_line = where, first_line, second_line
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping, at any depth: a second `solvers:` block
+    would otherwise replace the first without a word. Merge keys (`<<: *defaults`) may still be overridden."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._check_unique(node, (), set())
+        return super().construct_document(node)
+
+    def _check_unique(self, node: yaml.Node, path: tuple[str, ...], seen: set[int]) -> None:
+        if id(node) in seen:  # an alias (*anchor) points at a node checked already
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self._check_unique(item, (*path, f"[{index}]"), seen)
+        elif isinstance(node, yaml.MappingNode):
+            lines: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    self._check_unique(value_node, path, seen)
+                    continue
+                key: Any = key_node.value
+                if isinstance(key_node, yaml.ScalarNode):
+                    key = self.construct_object(key_node, deep=True)  # `1` and `0x1` are the same key
+                label = str(key) if isinstance(key_node, yaml.ScalarNode) else f"<{key_node.tag}>"
+                where = _location_text((*path, label))
+                try:
+                    first = lines.get(key)
+                except TypeError:  # an unhashable key: SafeLoader itself says so
+                    first = None
+                line = key_node.start_mark.line + 1
+                if first is not None:
+                    raise DuplicateKeyError(f"key `{where}` is given", first, line)
+                with contextlib.suppress(TypeError):
+                    lines[key] = line
+                self._check_unique(value_node, (*path, label), seen)
+
+
+def _location_text(path: Sequence[str]) -> str:
+    text = ""
+    for part in path:
+        text += part if part.startswith("[") else (f".{part}" if text else part)
+    return text
+
+
 def load_config(path: str | Path) -> SearchConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file '{path}' not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # a SafeLoader subclass
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"config file '{path}': {exc}; YAML would keep only the later one: give it once") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"config file '{path}' is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"

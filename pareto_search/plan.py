@@ -8,11 +8,12 @@ names, population sizes), so that bad input fails in one line before any trial r
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pareto_search.config import ConfigError, SearchConfig, parse_config
+from pareto_search.config import ConfigError, SearchConfig, as_distribution, parse_config
 from pareto_search.fronts import write_atomic
 from pareto_search.pareto import Objective
 from pareto_search.search.devices import check_trial_device
@@ -98,11 +99,99 @@ def _reference_point(config: SearchConfig, problem: Problem, objectives: tuple[O
     )
 
 
+# A trial holds its whole population in one process (one worker's memory, or one GPU's): refused above this, as
+# `n_train` is above what its composites take. A cluster worker has 32 GiB for 16 one-CPU trials and a GPU node
+# one 24 GB A10G (ray_cluster.yaml): 16 GiB is already more than any one trial there gets; a larger population
+# would start and run until the machine's memory killed it.
+MAX_TRIAL_MEMORY_BYTES = 16 * 2**30
+# What one member costs beyond its tensors: its nn.Module, optimizer, scheduler and solver objects. Measured
+# ~220 KB per member building toy2d populations of 500 and 4000 members (RSS over K).
+MEMBER_OVERHEAD_BYTES = 200 * 2**10
+# Tensors per parameter besides the weights and their gradients, by optimizer: Adam's two moments, SGD's
+# momentum buffer (none without momentum).
+_OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 1}
+
+
+def _gigabytes(count: float) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**28 else f"{count / 2**20:.0f} MiB"
+
+
+def _parameter_count(problem: Problem) -> tuple[int, int]:
+    """(parameters, bytes per parameter) of one model, counted without allocating it (torch's meta device):
+    a model too large to build is what this check is for."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = problem.make_model()
+    except Exception:  # a plug-in model that reads data while it is built: build it for real
+        model = problem.make_model()
+    params = list(model.parameters())
+    return sum(p.numel() for p in params), max((p.element_size() for p in params), default=4)
+
+
+def _size_options(value: Any) -> list[Any]:
+    """Every population size an entry may sample: a fixed size, a choice/grid's options, a range's ends."""
+    dist = as_distribution(value)
+    return dist.boundary_values() if dist is not None else [value]
+
+
+def _optimizer_states(entry: Any) -> tuple[int, str]:
+    """The most state tensors per parameter the entry's optimizer may keep, and its name (for the message)."""
+    optimizer = entry.optimizer
+    name = optimizer.get("name", "adam")
+    names = _size_options(name)
+    momentum = optimizer.get("momentum", 0.0)
+    has_momentum = as_distribution(momentum) is not None or bool(momentum)
+    states = max(_OPTIMIZER_STATES.get(str(n), 2) if n != "sgd" or has_momentum else 0 for n in names)
+    return states, "/".join(str(n) for n in names)
+
+
+def _check_memory(config: SearchConfig, problem: Problem) -> None:
+    """Refuse a population (or a model) a trial cannot hold: K × parameters × bytes × (weights + gradients +
+    optimizer state) + K × the member's objects + the K × K transfer kernel, against MAX_TRIAL_MEMORY_BYTES."""
+    params, width = _parameter_count(problem)
+    for index, entry in enumerate(config.solvers):
+        states, optimizer = _optimizer_states(entry)
+        per_member = params * width * (2 + states) + MEMBER_OVERHEAD_BYTES
+        for size in _size_options(entry.population.get("size", 1)):
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                continue  # the spec's own check names it
+            need = size * per_member + size * size * 8  # float64 (K, K) transfer kernel
+            if need <= MAX_TRIAL_MEMORY_BYTES:
+                continue
+            state = f", {states} {optimizer} state{'s' * (states > 1)}" if states else ""
+            what = (
+                f"{size:,} x {params:,} parameters x {width} bytes x {2 + states} (weights, gradients{state}) + "
+                f"{MEMBER_OVERHEAD_BYTES // 1024} KiB of "
+                f"objects per member{' + the K x K transfer kernel' if size > 1 else ''} = {_gigabytes(need)}"
+            )
+            most = _largest_population(per_member)
+            if most < 1:
+                raise ConfigError(
+                    f"`problem.args`: one model of problem '{problem.name}' has {params:,} parameters, more than a "
+                    f"trial can hold ({what}, the most is {_gigabytes(MAX_TRIAL_MEMORY_BYTES)}), found "
+                    f"{dict(config.problem.args)}"
+                )
+            raise ConfigError(
+                f"`solvers[{index}].population.size` must be at most {most:,} for problem '{problem.name}' (a trial "
+                f"holds its members in memory: {what}, the most is {_gigabytes(MAX_TRIAL_MEMORY_BYTES)}), "
+                f"found {size:,}"
+            )
+
+
+def _largest_population(per_member: int) -> int:
+    """The largest K with K x per_member + 8 K² <= MAX_TRIAL_MEMORY_BYTES."""
+    a, b, c = 8.0, float(per_member), -float(MAX_TRIAL_MEMORY_BYTES)
+    return int((-b + math.sqrt(b * b - 4 * a * c)) / (2 * a))
+
+
 def _check_populations(config: SearchConfig, problem: Problem) -> None:
+    _check_memory(config, problem)  # first: generating a million preference vectors is itself the hazard
     num_tasks = problem.num_tasks
     for index, entry in enumerate(config.solvers):
         sizes = entry.population.get("size", 1)
-        options = sizes.get("grid", sizes.get("choice", [])) if isinstance(sizes, dict) else [sizes]
+        options = _size_options(sizes)
         prefs = entry.population.get("preferences")
         for size in options:
             try:
