@@ -373,6 +373,22 @@ def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])  # what a full disk leaves
 
 
+# A resume of the fault search ends in 1-2 min on 2 busy cores; one that has not in 5 is hung (a resume once idled
+# for 20+ min, its driver and Ray left running after the test gave up on it).
+RESUME_LIMIT_S = 300
+
+
+def _finish(process: subprocess.Popen, limit_s: float = RESUME_LIMIT_S) -> str:
+    """The output of a CLI process that ended within `limit_s`; otherwise it is killed with the Ray it started (its
+    session: the driver, raylet and GCS; the workers exit with their raylet) and the test fails with its output."""
+    try:
+        return process.communicate(timeout=limit_s)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out = process.communicate(timeout=60)[0]
+        pytest.fail(f"{' '.join(process.args[3:])!r} did not end in {limit_s} s; killed with its Ray:\n{out[-3000:]}")
+
+
 @pytest.mark.parametrize("damage", ["newest", "every"])
 def test_damaged_checkpoints_of_a_killed_search_resume_to_the_same_front(tmp_path, uninterrupted, damage) -> None:
     """A killed driver's checkpoints are truncated — all but each trial's oldest, or every one — and the search
@@ -391,7 +407,7 @@ def test_damaged_checkpoints_of_a_killed_search_resume_to_the_same_front(tmp_pat
     assert expected, restores  # _kill_mid_trial guarantees a trial restoring a damaged checkpoint
     storage = str(search_dir.parent)
     resumed = _cli(["resume", "damaged", "--storage", storage], tmp_path / damage)
-    out, _ = resumed.communicate(timeout=400)
+    out = _finish(resumed)
     assert resumed.returncode == 0, out[-3000:]
     recoveries = dict(re.findall(r"^trial (\S+): damaged checkpoint checkpoint_0\d+: .* — (.*)$", out, re.M))
     # Every line is right, and at least one trial restored a damaged checkpoint and said so. (A trial that Tune's state
