@@ -23,7 +23,12 @@ from pareto_search.cli import main
 from pareto_search.config import ConfigError, ResourcesConfig, parse_config
 from pareto_search.plan import make_plan
 from pareto_search.search import lr_probe, resources, runner
-from pareto_search.search.devices import check_torch_has_cuda, check_trial_device
+from pareto_search.search.devices import (
+    NoCudaForAssignedGpu,
+    check_assigned_gpus_usable,
+    check_torch_has_cuda,
+    check_trial_device,
+)
 from trials.batched import StackedMembers
 from trials.loop import Trainer
 from trials.solvers.contract import ConflictingRegression
@@ -150,6 +155,20 @@ def test_the_probe_submits_its_candidates_with_those_options(tmp_path, monkeypat
     with pytest.raises(Submitted):
         lr_probe._run_candidates(plan, [], lambda line: None)
     assert seen["num_gpus"] == 1.0 and seen["max_calls"] == 1
+
+
+@no_cuda
+def test_a_gpu_probe_task_on_a_torch_without_cuda_fails_instead_of_training_on_the_cpu(tmp_path, monkeypatch) -> None:
+    """On a cluster the driver cannot see the workers' torch: the candidate itself says so (the probe then stops the
+    search: every candidate failed), before it trains anything."""
+    monkeypatch.setattr(lr_probe.ray, "get_gpu_ids", lambda: [0])
+    monkeypatch.setattr(lr_probe, "_train", lambda *args: pytest.fail("trained on the CPU"))
+    config = parse_config(yaml.safe_load(_config(tmp_path, resources={"gpus_per_trial": 1}).read_text()))
+    candidate = lr_probe._train_candidate(lr_probe.probe_spec(config, 0, 0.01), 1, ("f1", "f2"), 1)
+    assert next(candidate) == "started"
+    with pytest.raises(NoCudaForAssignedGpu, match=r"Ray gave this worker GPU 0 but its torch .* built without CUDA"):
+        next(candidate)
+    check_assigned_gpus_usable([])  # a CPU task: nothing to say
 
 
 # -- the batched population's fallback ----------------------------------------------------------------------------

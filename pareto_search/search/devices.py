@@ -59,3 +59,19 @@ def check_torch_has_cuda(resources: ResourcesConfig) -> None:
         f"`resources.gpus_per_trial` is {resources.gpus_per_trial:g} but {why}: its trials would train on the CPU; "
         "install a CUDA build of torch into .venv (README: GPUs and clusters) or set it to 0"
     )
+
+
+class NoCudaForAssignedGpu(RuntimeError):
+    """Ray gave this worker a GPU that its torch cannot use."""
+
+
+def check_assigned_gpus_usable(gpu_ids: list[str] | list[int]) -> None:
+    """Inside a Ray worker: one line when Ray assigned it GPUs (``ray.get_gpu_ids()``) and its torch has no CUDA,
+    rather than training on the CPU without a word. The driver checks this machine before the search starts; a
+    cluster's workers are only known here."""
+    if gpu_ids and not torch.cuda.is_available():
+        raise NoCudaForAssignedGpu(
+            f"Ray gave this worker GPU {', '.join(map(str, gpu_ids))} but its torch {torch.__version__} "
+            f"{'is built without CUDA' if torch.version.cuda is None else 'finds no usable CUDA device'}: install a "
+            "CUDA build of torch on the GPU nodes, or set `resources.gpus_per_trial: 0`"
+        )

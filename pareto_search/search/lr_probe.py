@@ -46,6 +46,7 @@ from pareto_search.config import probe_candidates as candidates_of
 from pareto_search.errors import SearchStopped
 from pareto_search.pareto import hypervolume, to_min_form
 from pareto_search.plan import SearchPlan
+from pareto_search.search.devices import check_assigned_gpus_usable
 from trials.spec import TrialSpec
 
 # One epoch ranks learning rates well enough for the fixed budgets of a search (Multi-MNIST 6k, equal weights,
@@ -148,6 +149,7 @@ def _train_candidate(spec: TrialSpec, epochs: int, names: tuple[str, ...], threa
     from pareto_search.search.trainable import quiet_termination, resolve_device
 
     quiet_termination()  # a probe cancelled by a stopped search ends without a traceback (trainable.py)
+    check_assigned_gpus_usable(ray.get_gpu_ids())  # a GPU candidate on a CPU torch fails, not trains on the CPU
     yield _train(dataclasses.replace(spec, device=resolve_device(spec.device)), epochs, names, threads)
 
 
