@@ -193,10 +193,22 @@ def _write_local_atomic(path: Path, data: str | bytes) -> None:
 
 
 def check_reachable(location: Location) -> None:
-    """Prove, within CHECK_TIMEOUT_S, that remote storage answers (one line naming it when it does not).
+    """Prove, within CHECK_TIMEOUT_S, that storage answers (one line naming it when it does not).
 
-    Local folders need no check here: they are created when the search starts."""
+    A local folder is created when the search starts; here only its nearest existing folder is looked at: a
+    mounted share whose server is away (NFS) hangs that look, which is then one line instead of a silent wait."""
     if location.is_local:
+
+        def look() -> None:
+            path = location.local_path
+            for folder in (path, *path.parents):
+                if folder.exists():
+                    return
+
+        try:
+            bounded_call(look, CHECK_TIMEOUT_S, f"storage {location}")
+        except WaitTimeout as exc:
+            raise StorageError(f"{exc} (a mounted folder whose server is away?)") from None
         return
 
     def probe() -> None:

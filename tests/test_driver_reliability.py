@@ -33,7 +33,7 @@ from tests.test_search_service import (  # the fault tests' search and helpers (
     _front_json,
     _points,
     _wait_for_points,
-    uninterrupted,  # noqa: F401 - a fixture: the uninterrupted search's front
+    uninterrupted,  # noqa: F401 - a fixture (the uninterrupted search's front), found here by pytest
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,10 +55,11 @@ def _wait_for_lock(lock_file: Path, process: subprocess.Popen) -> dict:
 
 
 @pytest.mark.slow
-def test_sigterm_exits_143_with_a_partial_front_and_of_two_resumes_one_is_refused(tmp_path, uninterrupted) -> None:
+def test_sigterm_exits_143_with_a_partial_front_and_of_two_resumes_one_is_refused(tmp_path, request) -> None:
     """SIGTERM (Kubernetes, systemd, Slurm) stops the driver like Ctrl-C: Tune saves, the partial front is printed,
     the last line says how to resume, exit 143. Then two `resume`s at once: the second is refused in one line
     naming the first, which finishes to the front of the uninterrupted search."""
+    straight = request.getfixturevalue("uninterrupted")  # the same search run straight through
     stopped = _cli(["run", str(_fault_config(tmp_path, "terminated", "run"))], tmp_path / "run")
     storage = tmp_path / "run" / "searches"
     files = storage / "terminated" / "pareto_search"
@@ -86,7 +87,7 @@ def test_sigterm_exits_143_with_a_partial_front_and_of_two_resumes_one_is_refuse
     out_first, _ = first.communicate(timeout=400)
     assert first.returncode == 0, out_first[-3000:]
     front = _front_json("terminated", str(storage))
-    assert _points(front) == _points(uninterrupted) and front["hypervolume"] == uninterrupted["hypervolume"]
+    assert _points(front) == _points(straight) and front["hypervolume"] == straight["hypervolume"]
     print(f"second resume refused in {refused_in:.1f} s")
 
 
@@ -251,13 +252,13 @@ def test_a_full_storage_stops_the_search_in_one_line_and_keeps_its_points(tmp_pa
         assert driver.returncode == 1, out[-3000:]
         last = out.strip().splitlines()[-1]
         assert re.fullmatch(
-            rf"pareto-search run: error: storage {re.escape(str(storage / 'full'))}: No space left on device .*"
-            r"search 'full' stopped: its \d+ evaluated points are kept in .*front_points\.json; .*",
+            rf"pareto-search run: error: storage {re.escape(str(storage / 'full'))}: No space left on device"
+            r"( \(.*\))?; search 'full' stopped: its \d+ evaluated points are kept in .*front_points\.json; .*",
             last,
         ), last
         assert len(json.loads(front_file.read_text())["points"]) >= kept > 0
         assert stopped_after < 180, f"the driver took {stopped_after:.0f} s to stop after the storage filled up"
-    print(f"stopped {stopped_after:.1f} s after the storage filled up; {kept} points kept")
+    print(f"stopped {stopped_after:.1f} s after the storage filled up; {kept} points kept; its output:\n{out}")
 
 
 # -- bounded tracking waits -----------------------------------------------------------------------------------
@@ -304,3 +305,19 @@ def test_a_postgres_tracking_store_that_does_not_answer_is_one_line_within_the_b
     ), err
     assert took < 30, f"refused after {took:.0f} s"
     assert not (tmp_path / "searches").exists(), "a refused search left its storage folder"
+
+
+def test_a_local_storage_that_hangs_is_one_line_within_the_bound(tmp_path, monkeypatch) -> None:
+    """A mounted folder whose server is away hangs every look at it: the check says so instead of waiting."""
+    from pareto_search import storage
+
+    def hangs(self: Path) -> bool:
+        time.sleep(5)
+        return True
+
+    monkeypatch.setattr(storage, "CHECK_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(Path, "exists", hangs)
+    started = time.monotonic()
+    with pytest.raises(storage.StorageError, match=r"did not answer within 0.5 s \(a mounted folder"):
+        storage.check_reachable(Location(tmp_path / "searches"))
+    assert time.monotonic() - started < 3

@@ -451,16 +451,15 @@ def _is_storage_full_text(text: str) -> bool:
 def _storage_failure(exc: BaseException) -> OSError | None:
     """The storage error (full, read-only, I/O error) in `exc`'s chain, or None. Tune wraps a callback's error,
     and Ray a trial's (as text): both are looked for."""
-    seen: set[int] = set()
+    chain: list[BaseException] = []
     current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError) and current.errno in _STORAGE_ERRNOS:
-            return current
-        if _is_storage_full_text(str(current)):
-            return OSError(errno.ENOSPC, str(current))
-        seen.add(id(current))
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
         current = current.__cause__ or current.__context__
-    return None
+    found = next((e for e in chain if isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS), None)
+    if found is None and any(_is_storage_full_text(str(e)) for e in chain):  # a trial's error, as Ray's text
+        found = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return found
 
 
 def _storage_stop_message(plan: SearchPlan, error: OSError) -> str:
