@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch import Tensor, nn
 
 from pareto_search.config import ConfigError, parse_config
 from pareto_search.pareto import hypervolume
 from trials.loop import Trainer
+from trials.models import MultiTaskModel, ParameterVector
 from trials.presets import PSL
+from trials.problems.base import Batch, MetricSpec, Problem, Split
 from trials.problems.synthetic import TOY2D_HV_11, ZDT1_HYPERVOLUMES
 from trials.psl.conditioning import HYPER_MAX_PARAMETERS
 from trials.psl.sampling import drawn_preferences, evaluation_preferences
@@ -47,29 +52,61 @@ def test_toy2d_points_of_one_trial_reach_the_exact_hypervolume() -> None:
     assert hv >= 0.98 * TOY2D_HV_11, (hv, hv / TOY2D_HV_11)
 
 
-def _zdt1_linear_optimum(weight: float) -> tuple[float, float]:
-    """The ZDT1 point minimizing weight·f1 + (1 − weight)·f2 on its front f2 = 1 − √f1: √f1 = (1 − w)/(2w), at
-    most 1."""
-    f1 = 1.0 if weight == 0 else min(1.0, ((1.0 - weight) / (2.0 * weight)) ** 2)
-    return f1, 1.0 - math.sqrt(f1)
+class Quadratic(Problem):
+    """A plug-in problem (``tests.test_psl:Quadratic``) with a convex exact front: f1 = ‖x − a‖², f2 = ‖x + a‖²,
+    ‖a‖ = 1/2. The linear scalarization with weights (w, 1 − w) has the unique optimum x = (2w − 1)·a, i.e.
+    f = ((1 − w)², w²), and its value grows quadratically away from it in every direction, so a point's distance
+    to its preference's optimum is determined by the loss (on ZDT1 the scalarization is nearly flat where the
+    optimum reaches x1 = 1: a point 0.07 away costs 1e-3)."""
+
+    name = "quadratic"
+    task_names = ("f1", "f2")
+    metrics = (MetricSpec("f1", "min"), MetricSpec("f2", "min"))
+    default_objectives = ("f1", "f2")
+    default_reference_point = (1.0, 1.0)
+
+    def __init__(self, n: int = 10) -> None:
+        self.a = torch.full((n,), 0.5 / math.sqrt(n))
+
+    def make_model(self) -> MultiTaskModel:
+        return MultiTaskModel(ParameterVector(torch.rand(len(self.a)) * 0.1), [nn.Identity(), nn.Identity()])
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[Batch]:
+        for _ in range(self.steps_per_epoch()):
+            yield Batch(torch.empty(0), ())
+
+    def steps_per_epoch(self) -> int:
+        return 50
+
+    def task_losses(self, outputs: Sequence[Tensor], batch: Batch) -> Tensor:
+        return torch.stack([((outputs[0] - self.a) ** 2).sum(), ((outputs[1] + self.a) ** 2).sum()])
+
+    @torch.no_grad()
+    def evaluate(self, model: MultiTaskModel, split: Split, device: torch.device) -> dict[str, float]:
+        f1, f2 = self.task_losses(model(torch.empty(0)), Batch(torch.empty(0), ())).tolist()
+        return {"f1": f1, "f2": f2}
 
 
-def test_zdt1_linear_each_preference_lands_on_its_own_optimum() -> None:
-    """ZDT1's front is convex: under the linear scalarization each evaluation preference's point is that
-    preference's optimum (within 1e-2), so the model is the Pareto set, not a few points of it."""
-    trainer = Trainer(_spec("zdt1", "linear", 4, 0.03))
+def test_linear_on_a_convex_front_puts_each_preference_on_its_own_optimum() -> None:
+    """Under the linear scalarization each evaluation preference's point is that preference's optimum within
+    1e-2: the conditioned model is the Pareto set, not a few points near one. A plug-in problem: nothing about
+    PSL is specific to the built-in ones."""
+    spec = _spec("tests.test_psl:Quadratic", "linear", 6, 0.03)
+    trainer = Trainer(spec)
     trainer.run()
     points = _points(trainer)
-    prefs = trainer.population.preferences.numpy()
-    assert len(points) == 11
-    for pref, point in zip(prefs, points, strict=True):
-        if pref[0] == 1.0:  # f2 has weight 0: every (0, g) is optimal, only f1 = 0 is determined
-            assert point[0] < 1e-2, (pref, point)
-            continue
-        optimum = np.array(_zdt1_linear_optimum(float(pref[0])))
-        assert np.linalg.norm(point - optimum) < 1e-2, (pref, point, optimum)
-    hv = hypervolume(points, [1.1, 1.1]).value
-    assert hv >= 0.95 * ZDT1_HYPERVOLUMES[(1.1, 1.1)]  # 11 points of the front
+    weights = trainer.population.preferences[:, 0].numpy()
+    optima = np.stack([(1 - weights) ** 2, weights**2], axis=1)
+    distances = np.linalg.norm(points - optima, axis=1)
+    assert len(points) == 11 and distances.max() < 1e-2, distances.round(4).tolist()
+
+
+def test_zdt1_points_of_one_trial_reach_the_exact_hypervolume() -> None:
+    """ZDT1's convex front under the linear scalarization, 101 points of one model."""
+    trainer = Trainer(_spec("zdt1", "linear", 6, 0.02, points=101))
+    trainer.run()
+    hv = hypervolume(_points(trainer), [1.1, 1.1]).value
+    assert hv >= 0.98 * ZDT1_HYPERVOLUMES[(1.1, 1.1)], (hv, hv / ZDT1_HYPERVOLUMES[(1.1, 1.1)])
 
 
 @pytest.mark.parametrize(
@@ -171,3 +208,44 @@ def test_solvers_lists_psl_with_its_papers_and_defaults(capsys) -> None:
         assert text in block, text
     config = parse_config({**BASE, "solvers": [{"method": "psl"}]})
     assert config.solvers[0].population == PSL.population
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    repo = str(Path(__file__).resolve().parents[1])
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": repo}})
+    yield
+    ray.shutdown()
+
+
+def test_a_psl_search_puts_the_trials_points_on_the_front(tmp_path, local_ray, monkeypatch) -> None:
+    """Through the service: one PSL trial's N points enter the global front as points of that trial, each with
+    its evaluation preference, and the trial reports its budget in model-epochs."""
+    from ray.tune import ExperimentAnalysis
+
+    from pareto_search.plan import make_plan
+    from pareto_search.search.runner import run_search
+
+    monkeypatch.chdir(tmp_path)
+    config = {
+        "name": "psl",
+        "problem": {"name": "toy2d", "args": {"steps_per_epoch": 20}},
+        "epochs": 2,
+        "seed": 3,
+        "solvers": [{"method": "psl", "optimizer": {"lr": 0.03}}],
+        "search": {"algorithm": "random", "num_samples": 1, "max_failures": 0},
+        "resources": {"cpus_per_trial": 1},
+        "storage": str(tmp_path / "searches"),
+        "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "tests"},
+    }
+    outcome = run_search(make_plan(parse_config(config)))
+    assert outcome.trials == 1 and not outcome.failures
+    points = list(outcome.front.front().points.values())
+    assert len({p.data["trial_id"] for p in points}) == 1
+    expected = {tuple(round(v, 9) for v in row) for row in evaluation_preferences(2, None).tolist()}
+    assert {tuple(round(v, 9) for v in p.data["preference"]) for p in points} == expected
+    assert len(points) == 11 and {p.data["epoch"] for p in points} == {2}
+    (trial,) = ExperimentAnalysis(str(tmp_path / "searches" / "psl")).trials
+    assert trial.last_result["model_epochs"] == 2 * PSL.population["psl"]["samples"]

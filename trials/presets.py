@@ -77,11 +77,11 @@ PSL = MethodPreset(
     solver="tchebycheff",
     population={
         "psl": {
-            "conditioning": "lowrank",
+            "conditioning": "auto",
             "rank": 4,
             "hidden": 64,
             "samples": 4,
-            "concentration": 1.0,
+            "concentration": 0.5,
             "cosmos_penalty": 0.0,
         }
     },

@@ -137,7 +137,7 @@ class TransferSpec:
         return self.scope or ("trunk" if self.rule == "mtgd" else "all")
 
 
-Conditioning = Literal["lowrank", "hyper", "film"]
+Conditioning = Literal["auto", "lowrank", "hyper", "film"]
 # The solvers whose `objective` is the loss a drawn preference minimizes under population.psl.
 PSL_SOLVERS = ("linear", "tchebycheff", "epo")
 
@@ -149,12 +149,17 @@ class PSLSpec:
 
     # How the preference enters the model: "lowrank" (a hypernetwork generating rank-`rank` deltas of every
     # Linear/Conv2d weight; scales with the model), "hyper" (a hypernetwork generating every parameter; small
-    # models only), "film" (feature-wise scale and shift of the trunk's output).
-    conditioning: Conditioning = "lowrank"
+    # models only), "film" (feature-wise scale and shift of the trunk's output); "auto": hyper up to
+    # trials.psl.conditioning.HYPER_MAX_PARAMETERS parameters of the problem's model, lowrank above
+    # (benchmarks/psl_evidence.py: hyper had the best HV on Multi-MNIST and was the most exact on ZDT1).
+    conditioning: Conditioning = "auto"
     rank: int = 4  # r of the lowrank deltas
     hidden: int = 64  # width of the preference network (hypernetwork / FiLM generator)
     samples: int = 4  # P: preferences drawn per step (each costs one model-epoch per epoch)
-    concentration: float = 1.0  # Dirichlet concentration of the drawn preferences (1: uniform on the simplex)
+    # Dirichlet concentration of the drawn preferences: 1 is uniform on the simplex; 0.5 draws more near its
+    # corners, which uniform draws leave under-trained (a convex front's end points 0.04-0.05 off their optima
+    # at 1, within 0.01 at 0.5: tests/test_psl.py's quadratic problem).
+    concentration: float = 0.5
     # Each drawn preference minimizes the trial's solver's objective (linear, tchebycheff or epo, with its
     # solver_args) minus cosmos_penalty·cos(preference, losses): COSMOS's penalty pulling the losses onto the
     # preference ray (Ruchte & Grabocka 2021); 0 leaves the solver's objective alone.
@@ -165,10 +170,10 @@ class PSLSpec:
 
     def __post_init__(self) -> None:
         _check(
-            self.conditioning in ("lowrank", "hyper", "film"),
+            self.conditioning in ("auto", "lowrank", "hyper", "film"),
             "population.psl.conditioning",
             self.conditioning,
-            "one of lowrank, hyper, film",
+            "one of auto, lowrank, hyper, film",
         )
         for name, low in (("rank", 1), ("hidden", 1), ("samples", 1)):
             value = getattr(self, name)

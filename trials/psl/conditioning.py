@@ -175,6 +175,9 @@ class FiLM(_Generated):
 def make_conditioned(
     kind: str, base: MultiTaskModel, num_tasks: int, rank: int, hidden: int, example: Tensor
 ) -> Conditioned:
+    if kind == "auto":  # hyper where its output layer stays small (see PSLSpec.conditioning)
+        size = sum(p.numel() for p in base.parameters() if p.requires_grad)
+        kind = "hyper" if size <= HYPER_MAX_PARAMETERS else "lowrank"
     if kind == "lowrank":
         return LowRank(base, num_tasks, rank, hidden)
     if kind == "hyper":
