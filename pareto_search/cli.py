@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 EXIT_FAILED = 1  # a trial ended in error, or the search could not finish (the message says what is kept)
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
+DEFAULT_ALIAS = "champion"  # the registry alias `select --register` sets when --alias is not given
+# MLflow's defaults (7 retries, ~4 min of backoff, 120 s per try) would hold one request for up to ~18 min.
+REGISTER_HTTP_RETRIES = 5
+REGISTER_HTTP_TIMEOUT_S = 30
 EXIT_TERMINATED = 143  # SIGTERM (Kubernetes, systemd, Slurm, spot preemption), as shells report it (128 + 15)
 
 
@@ -125,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
         'params {"weights": [...]} or {"point": "TRIAL/MEMBER"}, the chosen point answers by default',
     )
     select.add_argument(
-        "--alias", default="champion", help="registry alias set on the registered version (default: champion)"
+        "--alias",
+        help=f"registry alias set on the registered version (default: {DEFAULT_ALIAS}); "
+        "with --register or --register-front",
     )
     _storage_arg(select)
 
@@ -283,9 +289,19 @@ def _cmd_select(args: argparse.Namespace) -> int:
     from pareto_search.plan import load_plan
     from pareto_search.selection import SelectionError, WeightsRule, parse_weights
 
-    model_name = args.register or args.register_front
-    if model_name is not None and (not model_name.strip() or "'" in model_name or '"' in model_name):
-        raise ConfigError(f"--register: a model name must be non-empty and have no quotes, found {model_name!r}")
+    # `is not None`: an empty name is a mistake to refuse, not a request to register nothing.
+    model_name = args.register if args.register is not None else args.register_front
+    flag = "--register" if args.register is not None else "--register-front"
+    if model_name is None and args.alias is not None:
+        raise ConfigError(
+            f"--alias {args.alias!r} goes with --register or --register-front (it names the registered version), "
+            "found neither: nothing would be registered"
+        )
+    alias = DEFAULT_ALIAS if args.alias is None else args.alias
+    if model_name is not None:
+        from pareto_search.serving.registry import check_names
+
+        check_names(flag, model_name, alias)  # what MLflow would refuse, before anything is read or written
     try:
         rule = _selection_rule(args)
         front = _load_front(args.name, args.storage)
@@ -303,18 +319,35 @@ def _cmd_select(args: argparse.Namespace) -> int:
         # MLflow's download progress bars and INFO lines would bury the answer (read when mlflow is imported).
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        # A server that went away is waited for, boundedly: a restart (seconds) is ridden through by MLflow's
+        # retries, ~1 min of backoff per request (2+4+8+16+32 s), 30 s per try; then one line, not a hang.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(REGISTER_HTTP_RETRIES))
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(REGISTER_HTTP_TIMEOUT_S))
         from pareto_search.serving.publish import register
+        from pareto_search.serving.registry import RegistryUnavailable
 
         plan, parent_run_id = load_plan(args.storage, args.name)
-        published = register(
-            plan,
-            parent_run_id,
-            front,
-            selection,
-            model_name=model_name,
-            alias=args.alias or None,
-            whole_front=args.register_front is not None,
-        )
+        try:
+            published = register(
+                plan,
+                parent_run_id,
+                front,
+                selection,
+                model_name=model_name,
+                alias=alias,
+                whole_front=args.register_front is not None,
+            )
+        except RegistryUnavailable as exc:
+            from pareto_search.timeouts import redact_uri
+            from pareto_search.tracking import resolve_tracking_uri
+
+            uri = redact_uri(resolve_tracking_uri(plan.config.tracking.uri))
+            print(
+                f"pareto-search select: error: MLflow at {uri} stopped answering while registering: {exc}; "
+                "the same command again completes it (one version, the alias on it)",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
         version = published.version
         payload["registered"] = {
             **version.to_json(),

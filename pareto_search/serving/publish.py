@@ -21,9 +21,16 @@ from pareto_search.plan import SearchPlan
 from pareto_search.selection import Selection, point_label
 from pareto_search.serving.network import NetworkSpec
 from pareto_search.serving.package import EXAMPLE_ROWS, MemberWeights, write_model
-from pareto_search.serving.registry import ModelRegistry, RegisteredVersion, file_digest, identity
+from pareto_search.serving.registry import (
+    ModelRegistry,
+    RegisteredVersion,
+    RegistryUnavailable,
+    file_digest,
+    identity,
+    outage_cause,
+)
 from pareto_search.storage import Location
-from pareto_search.tracking import SearchTracker, ui_link
+from pareto_search.tracking import SearchTracker, is_outage, ui_link
 from trials.data.sources import DataUnavailableError
 from trials.problems import make_problem
 
@@ -78,6 +85,8 @@ def _download_weights(tracker: SearchTracker, points: Sequence[FrontPoint], fold
                 target.write_bytes(Location(uri).read_bytes())
                 files[point.id] = target
         except Exception as exc:  # MLflow and pyarrow raise several types for a missing run, artifact or file
+            if is_outage(exc):  # the server, not the point: the caller says so (and that nothing was written)
+                raise
             raise ConfigError(f"point {point_label(point)}: cannot read its weights {uri}: {exc}") from None
     return files
 
@@ -124,7 +133,32 @@ def register(
     whole_front: bool,
 ) -> Publication:
     """Register the selected member (`whole_front=False`) or every front member with the selection as the
-    default (`whole_front=True`) under `model_name`, the alias pointing at it."""
+    default (`whole_front=True`) under `model_name`, the alias pointing at it.
+
+    Raises RegistryUnavailable, saying what was written, when the tracking server stops answering (after
+    MLflow's own bounded retries); the same call again completes it (ModelRegistry.register)."""
+    try:
+        return _register(
+            plan, parent_run_id, front, selection, model_name=model_name, alias=alias, whole_front=whole_front
+        )
+    except RegistryUnavailable:
+        raise
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        raise RegistryUnavailable(f"nothing was registered ({outage_cause(exc)})") from None
+
+
+def _register(
+    plan: SearchPlan,
+    parent_run_id: str | None,
+    front: GlobalFront,
+    selection: Selection,
+    *,
+    model_name: str,
+    alias: str | None,
+    whole_front: bool,
+) -> Publication:
     start = time.perf_counter()
     if parent_run_id is None:
         raise ConfigError(f"search '{plan.name}' has no MLflow parent run recorded: cannot register its models")
@@ -184,7 +218,15 @@ def register(
                 logged_model_name="front" if whole_front else f"member-{selection.point.replace('/', '-')}",
                 tags=tags,
             )
-    _mark_selection(tracker, parent_run_id, front, selection)
+    try:
+        _mark_selection(tracker, parent_run_id, front, selection)
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        done = f"version {version.version} of '{model_name}' is registered" + (f", alias @{alias}" if alias else "")
+        raise RegistryUnavailable(
+            f"{done}, but the selection was not marked on the search's run ({outage_cause(exc)})"
+        ) from None
     return Publication(
         version, time.perf_counter() - start, tracker.tracking_uri, ui_link(tracker.tracking_uri, tracker.experiment_id)
     )
