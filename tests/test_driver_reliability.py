@@ -38,6 +38,7 @@ from tests.test_search_service import (  # the fault tests' search and helpers (
 
 REPO = Path(__file__).resolve().parents[1]
 REFUSED = "is already being run by another driver"
+CONFIG = {"name": "one", "problem": {"name": "toy2d"}, "epochs": 1, "solvers": [{"label": "l", "solver": "linear"}]}
 
 
 # -- SIGTERM and one driver per search, end to end ------------------------------------------------------------
@@ -284,14 +285,7 @@ def test_a_postgres_tracking_store_that_does_not_answer_is_one_line_within_the_b
     with _silent_listener() as silent:
         port = silent if server == "silent" else free_port()
         uri = f"postgresql://mlflow:secret@127.0.0.1:{port}/mlflow"
-        config = {
-            "name": "unanswered",
-            "problem": {"name": "toy2d"},
-            "epochs": 1,
-            "solvers": [{"label": "linear", "solver": "linear"}],
-            "storage": str(tmp_path / "searches"),
-            "tracking": {"uri": uri},
-        }
+        config = {**CONFIG, "name": "unanswered", "storage": str(tmp_path / "searches"), "tracking": {"uri": uri}}
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(config))
         started = time.monotonic()
@@ -321,3 +315,26 @@ def test_a_local_storage_that_hangs_is_one_line_within_the_bound(tmp_path, monke
     with pytest.raises(storage.StorageError, match=r"did not answer within 0.5 s \(a mounted folder"):
         storage.check_reachable(Location(tmp_path / "searches"))
     assert time.monotonic() - started < 3
+
+
+def test_a_storage_error_in_tunes_chain_is_one_line_and_a_network_error_is_not_one(tmp_path) -> None:
+    from pareto_search.config import parse_config
+    from pareto_search.plan import make_plan
+    from pareto_search.search.runner import _storage_failure, _storage_stop_message
+
+    plan = make_plan(parse_config({**CONFIG, "storage": str(tmp_path / "searches")}))
+    gone = FileNotFoundError(errno.ENOENT, "No such file or directory", "/s/t1/checkpoint_000003")
+    try:
+        try:
+            raise gone
+        except OSError as inner:
+            raise RuntimeError("Tune: a callback failed") from inner
+    except RuntimeError as wrapped:
+        found = _storage_failure(wrapped)
+    assert found is gone
+    line = _storage_stop_message(plan, found)
+    assert "\n" not in line and line.startswith(f"storage {plan.storage_dir}: No such file or directory (/s/t1/")
+    assert "once the storage works again, `pareto-search resume one` continues it" in line
+    assert _storage_failure(RuntimeError("trial t1 failed: OSError: [Errno 28] No space left on device")) is not None
+    assert _storage_failure(ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")) is None
+    assert _storage_failure(RuntimeError("a bug")) is None

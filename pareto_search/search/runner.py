@@ -38,7 +38,7 @@ from pareto_search.search.trainable import run_trial
 from pareto_search.search.tune_state import check_experiment_state
 from pareto_search.storage import StorageError, check_reachable
 from pareto_search.timeouts import WaitTimeout, bounded_call, redact_uri, tracking_open_timeout_s
-from pareto_search.tracking import SearchTracker, resolve_tracking_uri
+from pareto_search.tracking import SearchTracker, is_network_error, resolve_tracking_uri
 
 # Schedulers judge trials by the trainer's own epoch count, not Tune's result count: a trial restarted from
 # scratch after a damaged checkpoint counts its epochs again, and each rung records a trial once (as before).
@@ -449,14 +449,17 @@ def _is_storage_full_text(text: str) -> bool:
 
 
 def _storage_failure(exc: BaseException) -> OSError | None:
-    """The storage error (full, read-only, I/O error) in `exc`'s chain, or None. Tune wraps a callback's error,
-    and Ray a trial's (as text): both are looked for."""
+    """The storage error (full, read-only, I/O error, then any error of a file) in `exc`'s chain, or None; a
+    network error is not one (the tracking queue handles those). Tune wraps a callback's error, and Ray a
+    trial's (as text): both are looked for."""
     chain: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and all(current is not seen for seen in chain):
         chain.append(current)
         current = current.__cause__ or current.__context__
     found = next((e for e in chain if isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS), None)
+    if found is None:  # any other error of a file the driver wrote or read (a checkpoint gone, a permission)
+        found = next((e for e in chain if isinstance(e, OSError) and e.errno and not is_network_error(e)), None)
     if found is None and any(_is_storage_full_text(str(e)) for e in chain):  # a trial's error, as Ray's text
         found = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     return found
@@ -465,17 +468,17 @@ def _storage_failure(exc: BaseException) -> OSError | None:
 def _storage_stop_message(plan: SearchPlan, error: OSError) -> str:
     """One line: what the storage said, where, what is kept, how to go on."""
     what = os.strerror(error.errno) if error.errno else "storage error"
-    if error.filename:  # a write of the driver's own names its file; a trial's names its trial
-        what += f" (writing {error.filename})"
+    if error.filename:  # a file of the driver's own names it; a trial's names its trial
+        what += f" ({error.filename})"
     elif isinstance(error, StorageFull):
         what += f" ({error.strerror.split(':', 1)[0]})"
     kept = 0
     with contextlib.suppress(Exception):  # the front as it was last written whole (writes are atomic)
         kept = len(GlobalFront.load(plan.front_path).points) if plan.front_path.is_file() else 0
+    mend = "free space there" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "once the storage works again"
     return (
         f"storage {plan.storage_dir}: {what}; search '{plan.name}' stopped: its {kept} evaluated "
-        f"points are kept in {plan.front_path}; free space there, then `pareto-search resume {plan.name}` "
-        "continues it"
+        f"points are kept in {plan.front_path}; {mend}, `pareto-search resume {plan.name}` continues it"
     )
 
 
