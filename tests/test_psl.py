@@ -204,7 +204,7 @@ def test_solvers_lists_psl_with_its_papers_and_defaults(capsys) -> None:
     assert main(["solvers"]) == 0
     out = capsys.readouterr().out
     block = out[out.index("psl (method: `method: psl`") :].split("\n\n")[0]
-    for text in ("Chen & Kwok", "Navon", "COSMOS", "solver: tchebycheff", "population.psl.conditioning = 'auto'"):
+    for text in ("Chen & Kwok", "Navon", "COSMOS", "solver: linear", "population.psl.conditioning = 'auto'"):
         assert text in block, text
     config = parse_config({**BASE, "solvers": [{"method": "psl"}]})
     assert config.solvers[0].population == PSL.population
@@ -234,7 +234,7 @@ def test_a_psl_search_puts_the_trials_points_on_the_front(tmp_path, local_ray, m
         "problem": {"name": "toy2d", "args": {"steps_per_epoch": 50}},
         "epochs": 1,
         "seed": 3,
-        "solvers": [{"method": "psl", "optimizer": {"lr": 0.03}}],
+        "solvers": [{"method": "psl", "solver": "tchebycheff", "optimizer": {"lr": 0.03}}],  # toy2d: non-convex
         "search": {"algorithm": "random", "num_samples": 1, "max_failures": 0},
         "resources": {"cpus_per_trial": 1},
         "storage": str(tmp_path / "searches"),
