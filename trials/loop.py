@@ -86,7 +86,14 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 class Trainer:
     """Runs one trial. ``problem`` may be passed in to share loaded data between trainers."""
 
-    def __init__(self, spec: TrialSpec, *, problem: Problem | None = None, num_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        spec: TrialSpec,
+        *,
+        problem: Problem | None = None,
+        num_threads: int | None = None,
+        population_factory: Callable[[Problem, TrialSpec, torch.device], Any] | None = None,
+    ) -> None:
         if num_threads is not None:
             torch.set_num_threads(max(1, num_threads))
         self.spec = spec
@@ -97,6 +104,13 @@ class Trainer:
         torch.manual_seed(spec.seed)  # the shared initialization of all members comes from the seed
         # Pareto set learning trains one conditioned model whose points stand in for the members (trials/psl/).
         population = PSLPopulation if spec.population.psl is not None else Population
+        if spec.population.placement != "process":
+            if population_factory is None:  # the members' workers are Ray actors: the service starts them
+                raise ValueError(
+                    f"`population.placement` is {spec.population.placement!r}, whose members run on Ray actors that "
+                    "the search service starts; allowed for a trial trained on its own: process"
+                )
+            population = population_factory
         self.population = population(self.problem, spec, self.device)
         # TAG's inter-task affinity of member 0 (trials/affinity.py); it leaves training bit-identical.
         self.affinity = AffinityProbe(spec.affinity_every, spec.affinity_lookahead) if spec.affinity_every else None
@@ -126,15 +140,16 @@ class Trainer:
         self.population.end_epoch(self.epoch, sums / max(batches, 1))
         train_seconds = time.perf_counter() - start
         start = time.perf_counter()
+        remote = self._remote_members
         members = [
             MemberReport(
                 member=m.index,
                 preference=m.preference.tolist(),
-                metrics=self.problem.evaluate(m.model, "val", self.device),
+                metrics=metrics,
                 train_losses=(sums[m.index] / max(batches, 1)).tolist(),
-                diagnostics=m.solver.diagnostics(),
+                diagnostics=m.diagnostics if remote else m.solver.diagnostics(),
             )
-            for m in self.population.members
+            for m, metrics in zip(self.population.members, self.evaluate("val"), strict=True)
         ]
         report = EpochReport(self.epoch, members, train_seconds, time.perf_counter() - start)
         report.extra.update(self._affinity_extra())
@@ -172,7 +187,13 @@ class Trainer:
         return self.history
 
     def evaluate(self, split: str = "test") -> list[dict[str, float]]:
+        if self._remote_members:  # members on workers of their own evaluate there, all at once
+            return self.population.evaluate(split)
         return [self.problem.evaluate(m.model, split, self.device) for m in self.population.members]  # type: ignore[arg-type]
+
+    @property
+    def _remote_members(self) -> bool:
+        return self.spec.population.placement != "process"
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -227,4 +248,6 @@ class Trainer:
 
     def member_weights(self) -> list[dict[str, torch.Tensor]]:
         """Each member's weights on the CPU: what the service stores per front point."""
+        if self._remote_members:
+            return self.population.member_weights()
         return [{k: v.detach().cpu().clone() for k, v in m.model.state_dict().items()} for m in self.population.members]

@@ -24,7 +24,7 @@ from trials.models import MultiTaskModel
 from trials.preferences import normalize_preferences, pull_to_centre, trial_preferences
 from trials.problems.base import Batch, Problem
 from trials.solvers import Solver, StepContext, build_solver, solver_class
-from trials.spec import OptimizerSpec, TrialSpec
+from trials.spec import OptimizerSpec, TransferSpec, TrialSpec
 from trials.transfer import make_transfer
 
 MTGD_DEFAULT_ALPHA = 1.0  # α of the MTGD code (w = α·η0·r); what an unset eps0 means under rule mtgd
@@ -67,26 +67,45 @@ def make_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
+def population_preferences(spec: TrialSpec, num_tasks: int) -> Tensor:
+    """The ``(K, T)`` preference vectors of a trial's members: the explicit ones, or the generated ones for this
+    trial (``across_trials: fill`` moves them with ``spec.repeat``) pulled toward the centre by ``interior``."""
+    pop = spec.population
+    if pop.preferences is not None:
+        return normalize_preferences(pop.preferences, num_tasks)
+    return pull_to_centre(
+        trial_preferences(num_tasks, pop.size, spec.repeat if pop.across_trials == "fill" else 0), pop.interior
+    )
+
+
+def resolved_transfer(spec: TrialSpec) -> TransferSpec:
+    """The trial's transfer with an unset ε0 (α under mtgd) replaced by what suits its solver (see Solver)."""
+    transfer = spec.population.transfer
+    if transfer.eps0 is None:
+        default = solver_class(spec.solver).default_transfer_eps0
+        if transfer.rule == "mtgd" and default > 0:
+            default = MTGD_DEFAULT_ALPHA
+        transfer = dataclasses.replace(transfer, eps0=default)
+    return transfer
+
+
 class Population:
-    def __init__(self, problem: Problem, spec: TrialSpec, device: torch.device) -> None:
+    """The K members of a trial in this process. ``only``: build member ``only`` alone (its model, optimizer and
+    solver exactly as in the whole population, every solver still constructed in order), with transfer left to the
+    caller: how a member runs on a worker of its own (pareto_search/search/member_actors.py)."""
+
+    def __init__(self, problem: Problem, spec: TrialSpec, device: torch.device, *, only: int | None = None) -> None:
         self.problem = problem
         self.device = device
         self.step = 0
         self.total_steps = spec.epochs * problem.steps_per_epoch()
         num_tasks = problem.num_tasks
         pop = spec.population
-        self.preferences = (
-            normalize_preferences(pop.preferences, num_tasks)
-            if pop.preferences is not None
-            else pull_to_centre(
-                trial_preferences(num_tasks, pop.size, spec.repeat if pop.across_trials == "fill" else 0),
-                pop.interior,
-            )
-        )
+        self.preferences = population_preferences(spec, num_tasks)
         template = problem.make_model().to(device)
         self.members: list[Member] = []
         for k in range(pop.size):
-            model = copy.deepcopy(template)
+            model = copy.deepcopy(template) if only is None or k == only else None
             solver = build_solver(
                 spec.solver,
                 num_tasks,
@@ -94,6 +113,8 @@ class Population:
                 spec.solver_args,
                 population_preferences=self.preferences,
             )
+            if model is None:  # another worker's member: its solver was built only to keep the construction order
+                continue
             # The method's own learnable parameters (if any) train with the model's, same optimizer.
             optimizer = make_optimizer(list(model.parameters()) + solver.extra_parameters(), spec.optimizer)
             self.members.append(
@@ -106,13 +127,10 @@ class Population:
                     solver=solver,
                 )
             )
-        transfer = pop.transfer
-        if transfer.eps0 is None:  # unset in the config: what suits this solver (see Solver)
-            default = solver_class(spec.solver).default_transfer_eps0
-            if transfer.rule == "mtgd" and default > 0:
-                default = MTGD_DEFAULT_ALPHA
-            transfer = dataclasses.replace(transfer, eps0=default)
+        transfer = resolved_transfer(spec)
         self._step_lrs = [spec.optimizer.lr] * pop.size  # each member's lr at its latest step (mtgd's η)
+        if only is not None:  # the workers' coordinator transfers (same rows, same arithmetic)
+            transfer = dataclasses.replace(transfer, eps0=0.0)
         self.transfer = make_transfer(transfer, self.preferences, self.total_steps, spec.optimizer.lr)
         self._may_fall_back = False
         self.stacked = self._choose_execution(pop.execution)
@@ -275,6 +293,7 @@ class Population:
     def state_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
+            "transfer": self.transfer.state_dict(),
             "members": [
                 {
                     "model": m.model.state_dict(),
@@ -290,6 +309,7 @@ class Population:
         if len(state["members"]) != len(self.members):
             raise ValueError(f"checkpoint holds {len(state['members'])} members, the population {len(self.members)}")
         self.step = int(state["step"])
+        self.transfer.load_state_dict(state.get("transfer", {}))  # absent from checkpoints of older versions
         for member, saved in zip(self.members, state["members"], strict=True):
             member.model.load_state_dict(saved["model"])
             member.optimizer.load_state_dict(saved["optimizer"])

@@ -22,6 +22,7 @@ TransferScope = Literal["trunk", "all"]
 AffinityLookahead = Literal["optimizer", "sgd"]
 Execution = Literal["auto", "sequential", "batched"]
 AcrossTrials = Literal["same", "fill"]
+Placement = Literal["process", "actors"]
 
 
 class SpecError(ValueError):
@@ -228,6 +229,10 @@ class PopulationSpec:
     across_trials: AcrossTrials = "same"
     # Pareto set learning instead of K separate members (one conditioned model; None: the K members).
     psl: PSLSpec | None = None
+    # Where the K members live: "process", all in the trial's own process (batched on a GPU); "actors", each on a
+    # Ray actor of its own (its own GPU or fraction, its own node), transferring through Ray's object store, for
+    # models whose K copies do not fit one device (pareto_search/search/member_actors.py). The same training.
+    placement: Placement = "process"
 
     def __post_init__(self) -> None:
         _check(
@@ -253,6 +258,18 @@ class PopulationSpec:
             "population.interior",
             self.interior,
             "a number in [0, 1)",
+        )
+        _check(
+            self.placement in ("process", "actors"),
+            "population.placement",
+            self.placement,
+            "process or actors",
+        )
+        _check(
+            self.placement == "process" or self.psl is None,
+            "population.placement",
+            self.placement,
+            "process with population.psl (one conditioned model: there are no members to place apart)",
         )
         _check(
             self.execution in ("auto", "sequential", "batched"),
@@ -329,6 +346,12 @@ class TrialSpec:
             "an integer >= 0 (0 = off)",
         )
         _check(
+            self.affinity_every == 0 or self.population.placement == "process",
+            "affinity_every",
+            self.affinity_every,
+            "0 with population.placement actors (the affinity is measured on member 0's model in the trial's process)",
+        )
+        _check(
             isinstance(self.repeat, int) and not isinstance(self.repeat, bool) and self.repeat >= 0,
             "repeat",
             self.repeat,
@@ -346,11 +369,13 @@ class TrialSpec:
 
     def identity(self) -> dict[str, Any]:
         """What the trial trains: every field but where and how its members execute (``device``,
-        ``population.execution``). A trial's checkpoints are its own under any of those, so one written on a
-        GPU resumes on the CPU and back, batched or sequential (the same updates to float tolerance)."""
+        ``population.execution``, ``population.placement``). A trial's checkpoints are its own under any of those,
+        so one written on a GPU resumes on the CPU and back, batched or sequential, in one process or on actors (the
+        same updates to float tolerance)."""
         data = self.to_dict()
         del data["device"]
         del data["population"]["execution"]
+        del data["population"]["placement"]
         return data
 
     @classmethod

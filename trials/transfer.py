@@ -62,7 +62,8 @@ def mtgd_relatedness(preferences: Tensor) -> Tensor:
     return related
 
 
-def _mixed_names(model: nn.Module, scope: str) -> list[str]:
+def mixed_names(model: nn.Module, scope: str) -> list[str]:
+    """The names of the parameters that transfer mixes: all, or the shared ones (``scope: trunk``)."""
     if scope == "all":
         return [name for name, _ in model.named_parameters()]
     shared = {id(p) for p in model.shared_parameters()}  # type: ignore[operator]
@@ -123,6 +124,13 @@ class Transfer:
     def after_steps(self, models: Sequence[nn.Module], state: Snapshot | None, lrs: Sequence[float]) -> None:
         """Called after the members' optimizer steps, with each member's current learning rate."""
 
+    def state_dict(self) -> dict[str, Tensor]:
+        """What the rule carries from step to step (checkpoints hold it, so a resumed run transfers the same)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        return None
+
 
 class PeriodicTransfer(Transfer):
     """Mix every τ steps before the steps, ε decaying (the reconstruction)."""
@@ -159,7 +167,7 @@ class PeriodicTransfer(Transfer):
     def apply(self, models: Sequence[nn.Module], step: int, objective: Objective | None = None) -> Tensor:
         """Mix the members' parameters in place; returns the S actually used (rows may be 0)."""
         eps = self.epsilon(step)
-        names = _mixed_names(models[0], self.spec.mixed_scope)
+        names = mixed_names(models[0], self.spec.mixed_scope)
         snapshot = _snapshot(models, names)
         if self.spec.mode == "beneficial" and objective is None:
             raise ValueError("beneficial transfer needs the members' objectives on the current batch")
@@ -226,6 +234,14 @@ class MTGDTransfer(Transfer):
     def enabled(self) -> bool:
         return self.alpha > 0 and self.relatedness.shape[0] > 1
 
+    def state_dict(self) -> dict[str, Tensor]:
+        # The beneficial mask lasts τ steps, which need not end with an epoch (where checkpoints are written).
+        return {"mask": self.mask.clone()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        if "mask" in state:
+            self.mask = state["mask"].clone().to(self.mask.dtype)
+
     def weights(self, lrs: Sequence[float]) -> Tensor:
         """``(K, K)`` w_kj = α·η_k·r_kj (masked by the beneficial check)."""
         return torch.stack([self.weights_row(k, lr) for k, lr in enumerate(lrs)])
@@ -256,7 +272,7 @@ class MTGDTransfer(Transfer):
     def before_steps(self, models: Sequence[nn.Module], step: int, objective: Objective) -> Snapshot | None:
         if not self.enabled:
             return None
-        names = _mixed_names(models[0], self.spec.mixed_scope)
+        names = mixed_names(models[0], self.spec.mixed_scope)
         snapshot = _snapshot(models, names)
         if self.refresh_due(step):
             for k, model in enumerate(models):
