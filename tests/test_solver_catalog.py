@@ -53,7 +53,7 @@ def test_solvers_command_json(capsys) -> None:
     entries = json.loads(capsys.readouterr().out)
     listed = {entry["name"]: entry for entry in entries if entry["kind"] == "solver"}
     assert set(listed) == set(SOLVERS)
-    assert [e["name"] for e in entries if e["kind"] == "method"] == ["mt2o"]
+    assert [e["name"] for e in entries if e["kind"] == "method"] == ["mt2o", "psl"]
     assert {"name": "init_steps", "type": "int", "default": 100} in listed["pmtl"]["hyperparameters"]
     assert listed["tchebycheff"]["hyperparameters"][1]["default"] is None
     assert listed["upgrad"]["implementation"].startswith("torchjd ")
