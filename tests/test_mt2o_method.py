@@ -24,7 +24,7 @@ def test_solvers_lists_mt2o_with_its_paper_and_defaults(capsys) -> None:
     for key, value in (("population.size", MT2O.population["size"]),):
         assert f"    {key} = {value!r}" in out
     assert main(["solvers", "--format", "json"]) == 0
-    (entry,) = [e for e in json.loads(capsys.readouterr().out) if e["kind"] == "method"]
+    (entry,) = [e for e in json.loads(capsys.readouterr().out) if e["kind"] == "method" and e["name"] == "mt2o"]
     defaults = {d["name"]: d["default"] for d in entry["defaults"]}
     assert defaults["population.transfer.rule"] == MT2O.population["transfer"]["rule"]
     assert entry["solver"] == "linear" and entry["why"]
