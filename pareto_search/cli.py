@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 EXIT_FAILED = 1  # a trial ended in error, or the search could not finish (the message says what is kept)
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
+EXIT_UNREACHABLE = 3  # status / logs / stop: the Ray job server did not answer, the job's state is unknown
 DEFAULT_ALIAS = "champion"  # the registry alias `select --register` sets when --alias is not given
 # MLflow's defaults (7 retries, ~4 min of backoff, 120 s per try) would hold one request for up to ~18 min.
 REGISTER_HTTP_RETRIES = 5
@@ -144,7 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("config", help="path to the search's YAML config (inside the current directory)")
     submit.add_argument("--name", help="override the config's name")
     _address_arg(submit)
-    status = commands.add_parser("status", help="the state of a submitted search job (exit 0 succeeded, 1 failed)")
+    status = commands.add_parser(
+        "status",
+        help="the state of a submitted search job (exit 0 succeeded, 1 failed, 130 stopped, 3 the cluster's job "
+        "server does not answer)",
+    )
     status.add_argument("job_id")
     _address_arg(status)
     logs = commands.add_parser("logs", help="the output of a submitted search job")
@@ -398,6 +403,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     print(job.job_id)
     print(
         f"submitted search '{job.name}' to {job.address} as job {job.job_id}\n"
+        f"travelled:  {job.files} files, {job.bytes / 2**20:.1f} MiB of {Path.cwd()} (not: "
+        f"{', '.join(client.EXCLUDES)})\n"
         f"follow it:  pareto-search logs {job.job_id} --follow --address {job.address}\n"
         f"its state:  pareto-search status {job.job_id} --address {job.address}\n"
         f"stop it:    pareto-search stop {job.job_id} --address {job.address}",
@@ -412,18 +419,32 @@ def _job_exit(state: str) -> int:
     return EXIT_BY_STATUS.get(state, 0)
 
 
+def _unreachable(command: str, exc: Exception) -> int:
+    """The job server did not answer: the job's state is unknown, which is neither success nor a usage error."""
+    print(f"pareto-search {command}: error: {exc}", file=sys.stderr)
+    return EXIT_UNREACHABLE
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from pareto_search.jobs import client
 
-    state = client.status(args.address, args.job_id)
-    print(state)
+    try:
+        state = client.status(args.address, args.job_id)
+        print(state)
+        if state == "FAILED":  # what failed, in the job's own last line (a missing torch says what to fix)
+            print(f"job {args.job_id}: {client.last_line(args.address, args.job_id)}", file=sys.stderr)
+    except client.JobServerUnreachable as exc:
+        return _unreachable("status", exc)
     return _job_exit(state)
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
     from pareto_search.jobs import client
 
-    state = client.logs(args.address, args.job_id, args.follow, args.timeout)
+    try:
+        state = client.logs(args.address, args.job_id, args.follow, args.timeout)
+    except client.JobServerUnreachable as exc:
+        return _unreachable("logs", exc)
     if state is None:
         return 0
     from pareto_search.jobs.client import EXIT_BY_STATUS
@@ -438,7 +459,10 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 def _cmd_stop(args: argparse.Namespace) -> int:
     from pareto_search.jobs import client
 
-    stopped = client.stop(args.address, args.job_id)
+    try:
+        stopped = client.stop(args.address, args.job_id)
+    except client.JobServerUnreachable as exc:
+        return _unreachable("stop", exc)
     print(f"job {args.job_id}: {'stop requested' if stopped else 'already ended'}")
     return 0
 

@@ -181,7 +181,7 @@ def test_cli_usage_errors_name_what_is_allowed(tmp_path) -> None:
     outside = _cli(["submit", str(project / "s.yaml"), "--address", "http://127.0.0.1:9"], elsewhere, env)
     assert outside.returncode == 2 and "is outside the working directory" in outside.stderr
     down = _cli(["status", "x", "--address", f"http://127.0.0.1:{_closed_port()}"], tmp_path, env)
-    assert down.returncode == 2 and down.stderr.count("\n") == 1 and "Ray job server http://127.0.0.1" in down.stderr
+    assert down.returncode == 3 and down.stderr.count("\n") == 1 and "Ray job server http://127.0.0.1" in down.stderr
 
 
 def _closed_port() -> int:

@@ -11,8 +11,12 @@ refuses it gets a one-line error saying how to provide it.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import os
 import shlex
+import shutil
+import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -43,6 +47,9 @@ EXCLUDES = [
     ".ruff_cache",
     "benchmarks/out",
     "benchmarks/results",
+    # What a running command writes while the folder is packaged (`submit ... 2> submit.log` in this folder):
+    # Ray's packager fails the job on a file whose size changes under it ("prematurely deleted").
+    "*.log",
 ]
 # Locations the job must use like the client does; forwarded when set. Credentials are not forwarded (the
 # job server shows a job's runtime env to anyone who can list jobs): cluster nodes hold their own.
@@ -61,6 +68,25 @@ TOKEN_HELP = (
 )
 # Exit codes of `status` / `logs --follow` by the job's final state (the CLI's own convention).
 EXIT_BY_STATUS = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 130}
+# The job's side, checked first: the cluster's `python` (the one on the PATH Ray was started with) must import
+# what a search needs. Without this a head started outside the project's environment runs the job into a
+# ModuleNotFoundError traceback after the working dir travelled; with it the job fails in one line saying what
+# to fix, which `logs` and `status` show.
+JOB_NEEDS = ("torch", "ray", "mlflow", "trials", "pareto_search")
+JOB_PROBE = (
+    "import sys\n"
+    f"for name in {JOB_NEEDS!r}:\n"
+    "    try:\n"
+    "        __import__(name)\n"
+    "    except Exception as exc:\n"
+    "        sys.exit(f'pareto-search job: the cluster python {sys.executable} cannot import {name} '\n"
+    "                 f'({type(exc).__name__}: {exc}); start Ray on every node from the environment where '\n"
+    "                 'pareto_search and torch are installed (e.g. .venv/bin/ray start ...)')\n"
+)
+
+
+class JobServerUnreachable(ConfigError):
+    """The job server did not answer (a head that is down, or a wrong address): the job's state is unknown."""
 
 
 def _error(address: str, exc: Exception) -> ConfigError:
@@ -71,7 +97,28 @@ def _error(address: str, exc: Exception) -> ConfigError:
     if "403" in text or "Forbidden" in text:
         return ConfigError(f"Ray job server {address} refused the token: {TOKEN_HELP}")
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    if _no_answer(exc):
+        return JobServerUnreachable(
+            f"Ray job server {address} does not answer ({first[:200]}): is the cluster's head running? "
+            "the job's state is unknown from here"
+        )
     return ConfigError(f"Ray job server {address}: {first}")
+
+
+def _no_answer(exc: BaseException) -> bool:
+    """Refused, reset, timed out: no server answered (Ray wraps these as ConnectionError, aiohttp as its own)."""
+    import aiohttp
+    import requests
+
+    # Not every OSError: a file of the working dir that cannot be read is the client's, not the server's.
+    network = (
+        ConnectionError,
+        TimeoutError,
+        socket.gaierror,
+        requests.exceptions.RequestException,
+        aiohttp.ClientError,
+    )
+    return isinstance(exc, network) or "Failed to connect to Ray" in str(exc)
 
 
 def _bounded(address: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -80,7 +127,9 @@ def _bounded(address: str, call: Callable[..., Any], *args: Any, **kwargs: Any) 
     try:
         return bounded_call(lambda: call(*args, **kwargs), REQUEST_TIMEOUT_S, f"Ray job server {address}")
     except WaitTimeout as exc:
-        raise ConfigError(str(exc)) from None
+        raise JobServerUnreachable(
+            f"{exc}: is the cluster's head running? the job's state is unknown from here"
+        ) from None
     except ConfigError:
         raise
     except Exception as exc:
@@ -103,6 +152,46 @@ class Submitted:
     address: str
     name: str
     entrypoint: str
+    files: int  # what travelled with the job: files and bytes of the working-dir snapshot
+    bytes: int
+
+
+def _excluded(relative: str, name: str) -> bool:
+    return any(
+        fnmatch.fnmatch(name, pattern) or relative == pattern or relative.startswith(f"{pattern}/")
+        for pattern in EXCLUDES
+    )
+
+
+def snapshot_working_dir(source: Path, target: Path) -> tuple[int, int]:
+    """Copy what travels (all but EXCLUDES) to `target`, once: Ray then packages a folder nothing writes to, so
+    a log or a result file changing in `source` meanwhile cannot fail the job. Returns (files, bytes)."""
+    files = size = 0
+    for folder, dirs, names in os.walk(source):
+        base = Path(folder)
+        relative_base = base.relative_to(source).as_posix()
+        prefix = "" if relative_base == "." else f"{relative_base}/"
+        dirs[:] = [d for d in dirs if not _excluded(prefix + d, d) and not (base / d).is_symlink()]
+        for name in names:
+            if _excluded(prefix + name, name):
+                continue
+            path = base / name
+            destination = target / (prefix + name)
+            try:
+                if not path.is_file():  # a socket, a FIFO or a dangling link: nothing to send
+                    continue
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, destination)
+            except FileNotFoundError:  # deleted while we walked: it would not have been there for the job either
+                continue
+            except OSError as exc:  # unreadable (permissions): say which, rather than send the job without it
+                raise ConfigError(
+                    f"cannot read {path} to send it with the job ({exc.strerror}): make it readable, or move it "
+                    f"out of {source} (everything there but {', '.join(EXCLUDES)} travels)"
+                ) from None
+            files += 1
+            size += destination.stat().st_size
+    return files, size
 
 
 def submission_id(name: str) -> str:
@@ -122,6 +211,16 @@ def submit(address: str | None, config_path: Path, name: str, working_dir: Path)
             "cluster: run `submit` from a folder that holds the config"
         ) from None
     client = connect(address)
+    with tempfile.TemporaryDirectory(prefix="pareto_search_job_") as snapshot:
+        # The folder is named like the user's: Ray shows it in the job's runtime env and logs.
+        folder = Path(snapshot) / (working_dir.name or "project")
+        folder.mkdir()
+        files, size = snapshot_working_dir(working_dir, folder)
+        job_id, entrypoint = _submit(client, relative, name, folder)
+    return Submitted(job_id, client.get_address(), name, entrypoint, files, size)
+
+
+def _submit(client: JobSubmissionClient, relative: Path, name: str, working_dir: Path) -> tuple[str, str]:
     env_vars = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
     # Set on the command line too: Ray applies a runtime env's env_vars to the job's workers, and (seen with
     # Ray 2.60) not always to the entrypoint, which is where the search's storage and tracking are resolved.
@@ -130,6 +229,7 @@ def submit(address: str | None, config_path: Path, name: str, working_dir: Path)
         f"python -m pareto_search.cli run {shlex.quote(relative.as_posix())} --name {shlex.quote(name)} --address auto"
     )
     entrypoint = f"env {prefix} {command}" if prefix else command
+    entrypoint = f"python -c {shlex.quote(JOB_PROBE)} && {entrypoint}"
     runtime_env: dict[str, Any] = {"working_dir": str(working_dir), "excludes": EXCLUDES, "env_vars": env_vars}
     job_id = submission_id(name)
     deadline = time.monotonic() + AGENT_WAIT_S
@@ -149,12 +249,19 @@ def submit(address: str | None, config_path: Path, name: str, working_dir: Path)
             if "No available agent" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(POLL_S)
-    return Submitted(job_id, client.get_address(), name, entrypoint)
+    return job_id, entrypoint
 
 
 def status(address: str | None, job_id: str) -> str:
     client = connect(address)
     return str(_bounded(client.get_address(), client.get_job_status, job_id).value)
+
+
+def last_line(address: str | None, job_id: str) -> str:
+    """The last line a job printed: for a failed job, what failed (the probe's one line, or the search's)."""
+    client = connect(address)
+    text = str(_bounded(client.get_address(), client.get_job_logs, job_id))
+    return next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
 
 
 def logs(address: str | None, job_id: str, follow: bool, timeout_s: float | None) -> str | None:
