@@ -175,17 +175,21 @@ def _run_search(plan: SearchPlan, *, address: str | None, resume: bool) -> Searc
     engine_log = logging.getLogger("mlflow.store.db.utils")
     engine_level = engine_log.level
     engine_log.setLevel(logging.ERROR)
+    abandoned = False
     try:
         tracker, parent_run_id = bounded_call(open_tracking, bound_s, f"tracking store {shown_uri}")
     except ConfigError:
         raise
     except WaitTimeout:  # the abandoned attempt may log on: its warnings stay off until the process ends
+        abandoned = True
         raise ConfigError(f"`tracking.uri`: {shown_uri} did not answer within {bound_s:g} s") from None
     except Exception as exc:  # the store cannot be used: one line before Ray starts, not a traceback
         reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         verb = "did not answer" if is_outage(exc) else "cannot be used"
         raise ConfigError(f"`tracking.uri`: {shown_uri} {verb}: {reason[:400]}") from None
-    engine_log.setLevel(engine_level)
+    finally:
+        if not abandoned:
+            engine_log.setLevel(engine_level)
     if not resume:
         plan.save(parent_run_id)
     # A probe that trains in this process needs no Ray: it runs before Ray starts, not beside its start-up.
