@@ -153,6 +153,30 @@ def test_budget_counts_one_model_epoch_per_drawn_preference() -> None:
     assert len(trainer.history[-1].members) == 7
 
 
+@pytest.mark.parametrize(
+    ("solver", "solver_args", "cosmos_penalty"),
+    [("epo", {}, 0.0), ("tchebycheff", {"ideal": [0.0, 0.0]}, 0.0), ("linear", {}, 1.0)],
+)
+def test_every_scalarization_spreads_the_points(solver: str, solver_args: dict, cosmos_penalty: float) -> None:
+    """EPO's subproblem, Tchebycheff with the solver's own `ideal`, and COSMOS's cosine penalty each give one model
+    whose first and last points (preferences (1, 0) and (0, 1)) trade f1 for f2."""
+    spec = TrialSpec.from_dict(
+        {
+            "problem": "toy2d",
+            "problem_args": {"steps_per_epoch": 25},
+            "solver": solver,
+            "solver_args": solver_args,
+            "epochs": 2,
+            "optimizer": {"lr": 0.03},
+            "population": {"psl": {"cosmos_penalty": cosmos_penalty, "points": 3}},
+        }
+    )
+    trainer = Trainer(spec)
+    trainer.run()
+    first, _, last = _points(trainer)
+    assert first[0] < last[0] - 0.5 and first[1] > last[1] + 0.5, (first, last)
+
+
 def test_drawn_and_evaluated_preferences() -> None:
     drawn = drawn_preferences(0, 5, 3, 4, 0.2)
     assert drawn.shape == (4, 3) and torch.allclose(drawn.sum(dim=1), torch.ones(4))

@@ -162,8 +162,8 @@ class PSLSpec:
     # at 1, within 0.01 at 0.5: tests/test_psl.py's quadratic problem).
     concentration: float = 0.5
     # Each drawn preference minimizes the trial's solver's objective (linear, tchebycheff or epo, with its
-    # solver_args) minus cosmos_penalty·cos(preference, losses): COSMOS's penalty pulling the losses onto the
-    # preference ray (Ruchte & Grabocka 2021); 0 leaves the solver's objective alone.
+    # solver_args) minus cosmos_penalty·cos(preference ⊙ losses, 1): COSMOS's cosine penalty pulling the losses
+    # onto the preference's ray (Ruchte & Grabocka 2021; trials/psl/scalarization.py); 0 leaves the objective alone.
     cosmos_penalty: float = 0.0
     # N: the preferences the model is evaluated at every epoch, each a point of the trial on the front.
     # None: 11 evenly spaced weights for 2 tasks, the smallest Das–Dennis set of at least 10 for more.

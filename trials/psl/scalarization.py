@@ -2,8 +2,9 @@
 preference, with the trial's solver_args: ``linear`` (Σ λ_t L_t), ``tchebycheff`` (max_t λ_t (L_t − z_t), z the
 running minimum of the losses seen unless `ideal` fixes it: it reaches non-convex parts of a front), ``epo``
 (EPO's subproblem max_t r_t L_t, the point where the preference ray meets the front; without EPO's per-step
-gradient LP, which would cost T backward passes per preference); minus ``cosmos_penalty``·cos(λ, L) when set
-(COSMOS, Ruchte & Grabocka 2021: pulls the losses onto the preference ray)."""
+gradient LP, which would cost T backward passes per preference); minus ``cosmos_penalty``·cos(λ ⊙ L, 𝟏) when
+set (COSMOS's cosine penalty, Ruchte & Grabocka 2021, pulling the losses onto the preference's ray; see
+``Scalarizer.__call__`` for why the angle is not COSMOS's cos(λ, L))."""
 
 from __future__ import annotations
 
@@ -41,7 +42,11 @@ class Scalarizer:
             solver.load_state_dict({"running_min": self.running_min})
         value = solver.objective(losses)
         if self.cosmos_penalty > 0:
-            cosine = torch.nn.functional.cosine_similarity(preference.to(losses), losses, dim=0, eps=1e-8)
+            # COSMOS penalizes the angle between L and λ, which reads a large λ_t as a large L_t: against the
+            # linear term beside it, and against every solver here (a large λ_t means a small L_t). So the angle
+            # is taken between λ ⊙ L and 𝟏 instead: the same pull onto a ray, EPO's ray λ ⊙ L ∝ 𝟏.
+            weighted = preference.to(losses) * losses
+            cosine = torch.nn.functional.cosine_similarity(weighted, torch.ones_like(weighted), dim=0, eps=1e-8)
             value = value - self.cosmos_penalty * cosine
         return value
 
