@@ -257,6 +257,7 @@ def test_a_full_storage_stops_the_search_in_one_line_and_keeps_its_points(tmp_pa
             r"( \(.*\))?; search 'full' stopped: its \d+ evaluated points are kept in .*front_points\.json; .*",
             last,
         ), last
+        assert "Traceback" not in out and out.count("No space left on device") == 1, out[-3000:]  # that line only
         assert len(json.loads(front_file.read_text())["points"]) >= kept > 0
         assert stopped_after < 180, f"the driver took {stopped_after:.0f} s to stop after the storage filled up"
     print(f"stopped {stopped_after:.1f} s after the storage filled up; {kept} points kept; its output:\n{out}")

@@ -262,7 +262,7 @@ def _run_search(plan: SearchPlan, *, address: str | None, resume: bool) -> Searc
             ),
         )
     try:
-        with _sigint_watch() as interruption:
+        with _sigint_watch() as interruption, _quiet_storage_full():
             results = tuner.fit()
     except Exception as exc:
         unplaced = _cause(exc, PlacementTimeout)
@@ -442,6 +442,27 @@ class StorageWatch(tune.Callback):
 
 
 ERROR_TAIL_CHARS = 4000  # the end of a trial's error file: its last error's own line
+
+
+class _StorageFullRecord(logging.Filter):
+    """Drops Tune's log of a trial that failed on a full storage (its whole traceback): StorageWatch stops the
+    search at that trial and run_search says it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return error is None or not _is_storage_full_text(str(error))
+
+
+@contextlib.contextmanager
+def _quiet_storage_full() -> Iterator[None]:
+    log = logging.getLogger("ray.tune.execution.tune_controller")  # "Trial task failed for trial …"
+    quiet = _StorageFullRecord()
+    log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        log.removeFilter(quiet)
+
 
 # Errors of the storage itself, not of one file: the search cannot go on writing there.
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
