@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -203,16 +203,23 @@ def test_a_file_error_is_a_storage_error_not_a_tracking_outage() -> None:
     assert time.monotonic() - started < 5 and not queue.in_outage
 
 
-@contextmanager
-def _small_tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()[:200]}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False, timeout=60)
+# Without root (no tmpfs to mount) the storage fills up by fault injection: every process of the search (the
+# driver, Ray's workers: they inherit PYTHONPATH) gets an `open` that, once the flag file exists, refuses to create
+# files under the storage with ENOSPC — the way the trials' checkpoint copies (atomic_fs.py) meet a full disk.
+FULL_DISK_HOOK = """
+import builtins, errno, os
+
+_open, _storage, _flag = builtins.open, os.environ["PS_TEST_FULL_STORAGE"], os.environ["PS_TEST_FULL_FLAG"]
+
+
+def _full(file, mode="r", *args, **kwargs):
+    if any(c in mode for c in "wax+") and str(file).startswith(_storage) and os.path.exists(_flag):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
+    return _open(file, mode, *args, **kwargs)
+
+
+builtins.open = _full
+"""
 
 
 def _fill(folder: Path) -> None:
@@ -226,9 +233,30 @@ def _fill(folder: Path) -> None:
             assert exc.errno == errno.ENOSPC, exc
 
 
+@contextmanager
+def _storage_that_fills_up(path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], None]]:
+    """A storage folder and the call that fills it up: a small tmpfs filled with a file (root), else the hook."""
+    path.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode == 0:
+        try:
+            yield lambda: _fill(path)
+        finally:
+            subprocess.run(["umount", "-l", str(path)], check=False, timeout=60)
+        return
+    hook = path.parent / "full_disk_hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FULL_DISK_HOOK)
+    flag = path.parent / "storage_is_full"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("PS_TEST_FULL_STORAGE", str(path))
+    monkeypatch.setenv("PS_TEST_FULL_FLAG", str(flag))
+    yield flag.touch
+
+
 @pytest.mark.slow
-def test_a_full_storage_stops_the_search_in_one_line_and_keeps_its_points(tmp_path) -> None:
-    """Storage on a small tmpfs, filled mid-search: the search stops at the first write that fails, in one line
+def test_a_full_storage_stops_the_search_in_one_line_and_keeps_its_points(tmp_path, monkeypatch) -> None:
+    """Storage (a small tmpfs) fills up mid-search: the search stops at the first write that fails, in one line
     naming the storage and that it is full, exit 1; the points found are kept; no wait for a tracking 'outage'
     (the bound is 900 s here)."""
     config_path = _fault_config(tmp_path, "full", "run")
@@ -236,7 +264,7 @@ def test_a_full_storage_stops_the_search_in_one_line_and_keeps_its_points(tmp_pa
     storage = tmp_path / "run" / "searches"
     config["tracking"]["outage_timeout_s"] = 900
     config_path.write_text(yaml.safe_dump(config))
-    with _small_tmpfs(storage, "16m"):
+    with _storage_that_fills_up(storage, monkeypatch) as fill_up:
         driver = _cli(["run", str(config_path)], tmp_path / "run")
         front_file = storage / "full" / "pareto_search" / "front_points.json"
         deadline = time.monotonic() + 240
@@ -244,7 +272,7 @@ def test_a_full_storage_stops_the_search_in_one_line_and_keeps_its_points(tmp_pa
             if front_file.is_file() and json.loads(front_file.read_text())["points"]:
                 break
             time.sleep(0.2)
-        _fill(storage)
+        fill_up()
         filled = time.monotonic()
         kept = len(json.loads(front_file.read_text())["points"])
         out, _ = driver.communicate(timeout=600)
