@@ -191,7 +191,12 @@ def _drive(plan, address: str | None, *, resume: bool) -> int:  # plan: plan.Sea
     """Run or resume the search and report it. A Ctrl-C or SIGTERM before Tune runs (while Ray starts, say)
     ends here too: one line and the signal's exit code, no traceback."""
     from pareto_search.search.driver_lock import DriverLockHeld, refuse_if_held
+    from pareto_search.storage import StorageError, check_reachable
 
+    try:
+        check_reachable(plan.storage_dir)  # bounded; the lock is read there next
+    except StorageError as exc:
+        raise ConfigError(f"`storage`: {exc}") from None
     try:  # one driver per search: refused before Ray and torch load (run_search takes the lock itself)
         refuse_if_held(plan.name, plan.files)
     except DriverLockHeld as exc:

@@ -166,6 +166,11 @@ class _HeartbeatLock:
             return bounded_call(call, CHECK_TIMEOUT_S, f"storage {self.location} ({what})")
         except WaitTimeout as exc:
             raise StorageError(str(exc)) from None
+        except FileNotFoundError:
+            raise
+        except OSError as exc:  # refused, reset, denied: one line naming the storage, not pyarrow's traceback
+            first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise StorageError(f"storage {self.location}: {what} failed: {first[:300]}") from None
 
     def _read(self) -> Holder | None:
         def read() -> str | None:
@@ -221,7 +226,10 @@ def refuse_if_held(search: str, files: Location) -> None:
     location = files / LOCK_FILE
     if not location.is_local:
         lock = _HeartbeatLock(location, search, Holder(os.getpid(), socket.gethostname(), time.time()))
-        found = lock._read()
+        try:
+            found = lock._read()
+        except (OSError, StorageError):  # storage that cannot be read: driver_lock says so, in one line
+            return
         if found is not None and not lock._stale(found):
             raise _refusal(search, found)
         return
