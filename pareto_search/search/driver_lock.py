@@ -243,7 +243,7 @@ def refuse_if_held(search: str, files: Location) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise _refusal(search, Holder.parse(path.read_text(encoding="utf-8"))) from None
+        raise _refusal(search, _LocalLock(path, search, Holder(0, "", 0.0))._read()) from None
     except OSError:
         return
     finally:
