@@ -27,7 +27,7 @@ PROBLEM = {"problem": "related3", "problem_args": {"n_train": 256, "n_val": 64, 
 @pytest.fixture(scope="module", autouse=True)
 def _ray() -> Iterator[None]:
     # 4 logical CPUs on any machine: three members and the test's own process, one CPU each.
-    ray.init(num_cpus=4, include_dashboard=False, configure_logging=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, configure_logging=False)
     yield
     ray.shutdown()
 
