@@ -57,8 +57,9 @@ FORWARDED_ENV = ("MLFLOW_TRACKING_URI", "PARETO_SEARCH_STORAGE")
 METADATA_SEARCH = "pareto_search.search"
 # How long one call to the job server may take before the command says which server did not answer.
 REQUEST_TIMEOUT_S = 30.0
-# A freshly started head answers "No available agent to submit job" for a few seconds: retry that long.
-AGENT_WAIT_S = 60.0
+# A freshly started head answers "No available agent to submit job" for a few seconds (over a minute on a busy
+# machine): retry that long.
+AGENT_WAIT_S = 120.0
 # `logs --follow` polls the job's status this often once the log stream has ended.
 SETTLE_S = 60.0  # after the log stream ends, how long the job's status may take to become final
 POLL_S = 1.0
