@@ -179,6 +179,13 @@ class SearchAlgorithmConfig(_Strict):
 class ResourcesConfig(_Strict):
     cpus_per_trial: float = Field(1.0, gt=0)  # torch threads = the CPUs Ray gives the trial
     gpus_per_trial: float = Field(0.0, ge=0)  # fractions share one GPU between trials
+    # `population.placement: actors`: what each member's own worker gets (the trial's process keeps cpus_per_trial
+    # and gpus_per_trial for the data and the coordination); all reserved with the trial in one placement group.
+    cpus_per_member: float = Field(1.0, gt=0)
+    gpus_per_member: float = Field(0.0, ge=0)  # a fraction puts several members on one GPU
+    # PACK: the members on as few nodes as fit (transfer stays in one node's shared memory); SPREAD: one node each
+    # where there are nodes enough (a node lost takes fewer members with it).
+    member_strategy: Literal["PACK", "SPREAD"] = "PACK"
 
 
 class TrackingConfig(_Strict):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,61 @@ def test_a_checkpoint_of_either_placement_resumes_under_the_other(first: str, se
 def test_actors_without_the_service_are_refused_in_one_line() -> None:
     with pytest.raises(ValueError, match=r"`population.placement` is 'actors'.*allowed .*: process"):
         Trainer(_spec(TRANSFERS["none"], "actors"))
+
+
+def _search(tmp_path: Path, name: str, placement: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "problem": {"name": "related3", "args": dict(PROBLEM["problem_args"])},
+        "epochs": 2,
+        "seed": 3,
+        "solvers": [
+            {
+                "label": "mt2o",
+                "method": "mt2o",
+                "population": {"placement": placement},
+                "optimizer": {"name": "adam", "lr": 0.01},
+            }
+        ],
+        "search": {"algorithm": "random", "num_samples": 1, "max_failures": 0},
+        # the trial's own process and its three members' workers: 4 CPUs, what this module's Ray has
+        "resources": {"cpus_per_trial": 1, "cpus_per_member": 1},
+        "storage": str(tmp_path / "searches"),
+        "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "tests"},
+    }
+
+
+def test_a_search_with_members_on_actors_finds_the_in_process_front(tmp_path: Path, monkeypatch) -> None:
+    """Through the service: Tune reserves the trial and its members in one placement group, the members train on
+    their workers, and the front is the in-process search's, point for point."""
+    from pareto_search.config import parse_config
+    from pareto_search.plan import make_plan
+    from pareto_search.search.runner import run_search
+
+    monkeypatch.chdir(tmp_path)
+    fronts = {}
+    for placement in ("process", "actors"):
+        outcome = run_search(make_plan(parse_config(_search(tmp_path, f"s-{placement}", placement))))
+        assert not outcome.failures
+        points = outcome.front.all_points().points
+        fronts[placement] = sorted((p.values, tuple(p.data["preference"]), p.data.get("epoch")) for p in points)
+    assert len(fronts["actors"]) >= 3
+    assert fronts["actors"] == fronts["process"]
+    # The members' workers ended with their trial: none is left holding a CPU (Ray frees them within moments).
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < 4 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0) == 4
+
+
+def test_a_population_that_cannot_be_placed_is_refused_in_one_line(tmp_path: Path, monkeypatch) -> None:
+    from pareto_search.config import ConfigError, parse_config
+    from pareto_search.plan import make_plan
+    from pareto_search.search.runner import run_search
+
+    monkeypatch.chdir(tmp_path)
+    config = _search(tmp_path, "too-big", "actors")
+    config["solvers"][0]["population"]["size"] = 8  # 1 + 8 CPUs on a Ray of 4
+    with pytest.raises(ConfigError, match=r"`population.size` 8 with `population.placement: actors` needs 9 CPUs"):
+        run_search(make_plan(parse_config(config)))
+    assert not (tmp_path / "searches" / "too-big").exists()  # refused before anything was written

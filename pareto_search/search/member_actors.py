@@ -58,7 +58,10 @@ class MemberWorker:
         torch.set_num_threads(max(1, num_threads))
         spec = TrialSpec.from_dict(spec_data)
         self.index = index
-        self.device = resolve_device(spec.device)  # under Ray: the GPU this worker was given, as `cuda`
+        requested = spec.device
+        if requested == "auto":  # the GPU Ray gave this worker (it sees it as `cuda`), else the CPU
+            requested = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+        self.device = resolve_device(requested)
         self.problem: Problem = make_problem(spec.problem, spec.problem_args)
         torch.manual_seed(spec.seed)  # the shared initialization: the same template as the trial's own process
         self.population = Population(self.problem, spec, self.device, only=index)
@@ -168,6 +171,7 @@ class MemberPlacement:
     cpus: float = 1.0
     gpus: float = 0.0
     placement_group: Any = None
+    device: str = "auto"  # as configured: each worker resolves `auto` to the GPU Ray gave it, else the CPU
 
 
 class ActorPopulation:
@@ -194,7 +198,8 @@ class ActorPopulation:
                     placement_group=placement.placement_group,
                     placement_group_bundle_index=COORDINATOR_BUNDLE + 1 + k,
                 )
-            self.workers.append(actor.options(**options).remote(spec.to_dict(), k, threads))
+            worker_spec = {**spec.to_dict(), "device": placement.device}
+            self.workers.append(actor.options(**options).remote(worker_spec, k, threads))
         self._get([w.ready.remote() for w in self.workers])
         self.members = [RemoteMember(k, self.preferences[k], {}) for k in range(size)]
         self.transfer_seconds = 0.0  # summed over the members' calls: what transfer cost (benchmarks read it)
@@ -259,3 +264,25 @@ class ActorPopulation:
         for worker in self.workers:
             ray.kill(worker)
         self.workers = []
+
+
+def members_apart(spec: TrialSpec) -> int:
+    """How many member workers a trial of this spec starts: K under ``placement: actors``, else none."""
+    return spec.population.size if spec.population.placement == "actors" else 0
+
+
+def largest_members_apart(config: Any) -> int:  # config: pareto_search.config.SearchConfig
+    """The most member workers any trial of the search may start (0: every population stays in its trial's
+    process), read from each entry's population as written (a searched size counts with its largest option)."""
+    from pareto_search.config import as_distribution
+
+    largest = 0
+    for entry in config.solvers:
+        population = entry.population or {}
+        if population.get("placement") != "actors":
+            continue
+        size = population.get("size", 1)
+        distribution = as_distribution(size)
+        options = distribution.boundary_values() if distribution is not None else [size]
+        largest = max([largest, *(int(v) for v in options if isinstance(v, int | float) and not isinstance(v, bool))])
+    return largest

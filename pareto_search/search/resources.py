@@ -70,6 +70,54 @@ def check_requests_fit(resources: ResourcesConfig, nodes: list[Mapping[str, floa
     check_torch_has_cuda(resources)
 
 
+def trial_bundles(resources: ResourcesConfig, members_apart: int) -> list[dict[str, float]]:
+    """The trial's resource bundles: its own process first, then one per member on a worker of its own
+    (``members_apart`` of them: the population's K under ``placement: actors``, else 0)."""
+
+    def bundle(cpus: float, gpus: float) -> dict[str, float]:
+        return {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+
+    trial = bundle(resources.cpus_per_trial, resources.gpus_per_trial)
+    return [trial] + [bundle(resources.cpus_per_member, resources.gpus_per_member)] * members_apart
+
+
+def trial_resources(resources: ResourcesConfig, members_apart: int) -> Any:
+    """What Tune reserves for one trial: a plain request, or with members apart one placement group holding the
+    trial and its members (the scheduler counts them all before the trial starts; a member never waits)."""
+    if not members_apart:
+        return {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
+    from ray.tune import PlacementGroupFactory
+
+    return PlacementGroupFactory(trial_bundles(resources, members_apart), strategy=resources.member_strategy)
+
+
+def check_members_fit(resources: ResourcesConfig, members_apart: int, nodes: list[Mapping[str, float]]) -> None:
+    """One line when a trial whose members live apart could never be placed: a member's worker larger than every
+    node, or the trial's bundles together more than all the nodes offer."""
+    if not members_apart:
+        return
+    best_cpus = max((float(n.get("CPU", 0.0)) for n in nodes), default=0.0)
+    best_gpus = max((float(n.get("GPU", 0.0)) for n in nodes), default=0.0)
+    if resources.cpus_per_member > best_cpus or resources.gpus_per_member > best_gpus:
+        field, asked, has = (
+            ("cpus_per_member", resources.cpus_per_member, f"{best_cpus:g} CPUs")
+            if resources.cpus_per_member > best_cpus
+            else ("gpus_per_member", resources.gpus_per_member, f"{best_gpus:g} GPUs")
+        )
+        raise ConfigError(
+            f"`resources.{field}` is {asked:g} but the largest node has {has}: no member's worker could ever start"
+        )
+    for key, name in (("CPU", "CPUs"), ("GPU", "GPUs")):
+        need = sum(b.get(key, 0.0) for b in trial_bundles(resources, members_apart))
+        total = sum(float(n.get(key, 0.0)) for n in nodes)
+        if need > total:
+            raise ConfigError(
+                f"`population.size` {members_apart} with `population.placement: actors` needs {need:g} {name} per "
+                f"trial (`resources`: the trial's own and one worker per member) but the nodes offer {total:g} in all; "
+                "allowed: a smaller population, smaller `resources.*_per_member`, or more nodes"
+            )
+
+
 class PlacementTimeout(RuntimeError):
     """No trial could be placed on the cluster within `search.pending_timeout_s`."""
 

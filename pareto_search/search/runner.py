@@ -31,9 +31,17 @@ from pareto_search.search.atomic_fs import atomic_local_filesystem
 from pareto_search.search.callback import SearchCallback, bind_location
 from pareto_search.search.driver_lock import driver_lock
 from pareto_search.search.lr_probe import pending_probes, run_probes, trains_here
+from pareto_search.search.member_actors import largest_members_apart, members_apart
 from pareto_search.search.outage import TrackingUnavailable, fail_fast_http, is_outage
-from pareto_search.search.resources import PendingWatch, PlacementTimeout, check_requests_fit, node_resources
-from pareto_search.search.space import param_space, tune_num_samples
+from pareto_search.search.resources import (
+    PendingWatch,
+    PlacementTimeout,
+    check_members_fit,
+    check_requests_fit,
+    node_resources,
+    trial_resources,
+)
+from pareto_search.search.space import param_space, tune_num_samples, unpack
 from pareto_search.search.trainable import run_trial
 from pareto_search.search.tune_state import check_experiment_state
 from pareto_search.storage import StorageError, check_reachable
@@ -84,11 +92,17 @@ def _scheduler(plan: SearchPlan) -> TrialScheduler:
 
 
 def _trainable(plan: SearchPlan) -> Any:
-    resources = plan.config.resources
-    return tune.with_resources(
-        tune.with_parameters(run_trial, plan=plan.to_dict()),
-        {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
-    )
+    config = plan.config
+    resources = config.resources
+    trainable = tune.with_parameters(run_trial, plan=plan.to_dict())
+    if not largest_members_apart(config):
+        return tune.with_resources(trainable, trial_resources(resources, 0))
+
+    def per_trial(params: dict[str, Any]) -> Any:  # Tune asks for each trial: its population's size may be searched
+        spec = config.trial_spec(*unpack(params))
+        return trial_resources(resources, members_apart(spec))
+
+    return tune.with_resources(trainable, per_trial)
 
 
 def trial_name(trial: Any) -> str:
@@ -156,7 +170,9 @@ def _run_search(plan: SearchPlan, *, address: str | None, resume: bool) -> Searc
             f"`pareto-search resume {plan.name}` continues it, or choose another --name"
         )
     if address is None:  # this machine (or the Ray already running here) must fit one trial
-        check_requests_fit(plan.config.resources, node_resources())
+        nodes = node_resources()
+        check_requests_fit(plan.config.resources, nodes)
+        check_members_fit(plan.config.resources, largest_members_apart(plan.config), nodes)
     if resume:
         plan, parent_run_id = load_plan(plan.storage_dir.parent, plan.name)
 

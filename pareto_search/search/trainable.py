@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,13 @@ import ray
 import torch
 from ray import tune
 
-from pareto_search.config import parse_config
+from pareto_search.config import SearchConfig, parse_config
 from pareto_search.pareto import Front, FrontPoint, NonFiniteValuesWarning, Objective
 from pareto_search.search.checkpoints import restore, seal
 from pareto_search.search.space import unpack
 from trials.loop import EpochReport, Trainer
+from trials.problems import Problem
+from trials.spec import TrialSpec
 
 TRAINER_FILE = "trainer.pt"
 
@@ -143,7 +146,41 @@ def run_trial(params: dict[str, Any], *, plan: dict[str, Any]) -> None:
     variant, values, seed, repeat = unpack(params)
     spec = config.trial_spec(variant, values, seed, repeat)
     spec = dataclasses.replace(spec, device=resolve_device(spec.device))
-    trainer = Trainer(spec, num_threads=_threads())
+    trainer = Trainer(spec, num_threads=_threads(), population_factory=_member_workers(config))
+    try:
+        _train(trainer, config, objectives, reference_point, variant)
+    finally:  # the members' workers end with their trial (with reuse_actors this process lives on)
+        close = getattr(trainer.population, "close", None)
+        if close is not None:
+            close()
+
+
+def _member_workers(config: SearchConfig) -> Callable[[Problem, TrialSpec, torch.device], Any]:
+    """The Trainer's population factory for ``placement: actors``: members on workers of their own, in this trial's
+    placement group (bundles 1..K, reserved by Tune). Each worker resolves the configured ``device`` itself (``auto``:
+    the GPU Ray gave that worker), not the trial process's."""
+
+    def factory(problem: Problem, spec: TrialSpec, device: torch.device) -> Any:
+        from ray.util import get_current_placement_group
+
+        from pareto_search.search.member_actors import ActorPopulation, MemberPlacement
+
+        resources = config.resources
+        placement = MemberPlacement(
+            resources.cpus_per_member, resources.gpus_per_member, get_current_placement_group(), config.device
+        )
+        return ActorPopulation(problem, spec, device, placement)
+
+    return factory
+
+
+def _train(
+    trainer: Trainer,
+    config: SearchConfig,
+    objectives: tuple[Objective, ...],
+    reference_point: tuple[float, ...],
+    variant: int,
+) -> None:
     checkpoint = tune.get_checkpoint()
     restored = restore(checkpoint, trainer.load_state_dict, TRAINER_FILE) if checkpoint is not None else None
     if restored is not None:
