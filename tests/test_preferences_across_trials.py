@@ -111,3 +111,14 @@ def test_the_search_numbers_each_entrys_trials() -> None:
     assert config.trial_spec(trial.variant, {}, trial.seed, trial.repeat).repeat == 2
     # A search started before repeats were in the grid resumes with its params as they were: repeat 0.
     assert unpack({"entry": {"variant": 1, "values": {}}, "seed": 7}).repeat == 0
+
+
+@pytest.mark.parametrize(("num_tasks", "size"), [(3, 2), (4, 3), (5, 2)])
+def test_fewer_members_than_tasks_get_distinct_corners(num_tasks: int, size: int) -> None:
+    """K < T (two members on a 3-task problem) is a valid population: its members take K corners of the simplex,
+    as far apart as K points can be (pymoo's energy directions fail there)."""
+    prefs = make_preferences(num_tasks, size)
+    assert prefs.shape == (size, num_tasks)
+    assert torch.allclose(prefs.sum(dim=1), torch.ones(size, dtype=torch.float64))
+    assert len({tuple(row.tolist()) for row in prefs}) == size
+    assert all(sorted(row.tolist())[-1] == 1.0 for row in prefs)

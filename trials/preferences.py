@@ -49,6 +49,10 @@ def make_preferences(num_tasks: int, size: int) -> Tensor:
         angles = torch.linspace(0.0, math.pi / 2, size, dtype=torch.float64)
         directions = torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
         return directions / directions.sum(dim=1, keepdim=True)
+    if size < num_tasks:
+        # Fewer members than tasks (K = 2 on 3 tasks): the K points farthest apart on the simplex are K of its corners;
+        # pymoo's energy directions cannot place fewer points than dimensions (its start draws from an unset RNG).
+        return torch.eye(num_tasks, dtype=torch.float64)[:size].clone()
     sizes = das_dennis_sizes(num_tasks)
     partitions = next((p + 1 for p, s in enumerate(sizes) if s == size), None)
     if partitions is None:
