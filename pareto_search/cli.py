@@ -114,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="this point (any evaluated point): a member's latest epoch, or with @eEPOCH an epoch kept on the front",
     )
     select.add_argument(
+        "--exact",
+        action="store_true",
+        help="with --weights, when the nearest point is a Pareto set learning trial's (method: psl): its "
+        "conditioned model at exactly these weights (the preference over the tasks), evaluated on the "
+        "validation split; --register then registers the model fixed at that preference",
+    )
+    select.add_argument(
         "--optimize",
         metavar="OBJECTIVE",
         help="with --constraint: the objective to make best (default: the only unconstrained one)",
@@ -286,6 +293,8 @@ def _selection_rule(args: argparse.Namespace):  # -> selection.Rule
 
     if args.optimize and not args.constraint:
         raise ConfigError("--optimize goes with --constraint")
+    if args.exact and args.weights is None:
+        raise ConfigError("--exact goes with --weights (the preference to evaluate a PSL trial's model at)")
     if args.knee:
         return KneeRule()
     if args.constraint:
@@ -323,6 +332,13 @@ def _cmd_select(args: argparse.Namespace) -> int:
         selection = rule.select(front.all_points(), None if args.point else candidates)
     except SelectionError as exc:
         raise ConfigError(str(exc)) from None
+    if args.exact:
+        from pareto_search.selection.exact import exact_selection
+
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # the point's weights are read
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        exact_plan, _ = load_plan(args.storage, args.name)
+        selection = exact_selection(exact_plan, selection, rule.weights)
     payload = selection.to_json()
     text = selection.to_text()
     if model_name is not None:

@@ -58,6 +58,7 @@ def point_id(trial_id: str, member: int, epoch: int | None = None) -> str:
 def kept_epoch(pid: str) -> int | None:
     """E for a kept earlier epoch's id (or label) ``…/mK@eE`` / ``…/K@eE``; None for a member's latest point."""
     _, mark, epoch = pid.rpartition("/")[2].partition(EPOCH_MARK)
+    epoch = epoch.split("@")[0]  # …@eE@pref=…: a PSL point at an exact preference (select --exact)
     return int(epoch) if mark and epoch.isdigit() else None
 
 
@@ -398,4 +399,6 @@ def point_label(point: FrontPoint) -> str:
     ``select --point`` takes and what the selection, the registered model and the front JSON name."""
     trial = point.data.get("trial_id", point.id.rsplit("/", 1)[0])
     epoch = kept_epoch(point.id)
-    return f"{trial}/{int(point.data.get('member', 0))}" + ("" if epoch is None else f"{EPOCH_MARK}{epoch}")
+    label = f"{trial}/{int(point.data.get('member', 0))}" + ("" if epoch is None else f"{EPOCH_MARK}{epoch}")
+    exact = point.data.get("exact_preference")  # a PSL trial's model at a preference of select's --exact
+    return label if not exact else label + "@pref=" + ",".join(f"{p:.6g}" for p in exact)

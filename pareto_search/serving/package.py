@@ -6,6 +6,7 @@ class) and then logged and registered by `registry.py`. Nothing here talks to a 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -22,8 +23,10 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.types.schema import ParamSchema, ParamSpec
 
 from pareto_search.pareto import Objective
+from pareto_search.serving.conditioned import fixed_at, load_conditioned, read_state
 from pareto_search.serving.network import NetworkSpec, code_path_of
 from pareto_search.serving.pyfunc import MEMBERS_ARTIFACT, POINT_OUTPUT, WEIGHTS_ARTIFACT
+from trials.psl.conditioning import conditioned_state
 
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 # Rows of validation inputs shown as the model's input example: enough to show the batch dimension,
@@ -44,6 +47,9 @@ class MemberWeights:
     weights_file: Path  # its state_dict (torch.save), as stored by the search
     solver: str = ""
     preference: Sequence[float] | None = None
+    # A Pareto set learning point: the layout of its trial's conditioned model (serving/conditioned.py); the
+    # served model holds that model once and fixes it at `preference`.
+    psl_layout: dict[str, Any] | None = None
 
 
 def _requirements() -> list[str]:
@@ -56,8 +62,24 @@ def _requirements() -> list[str]:
     return pins
 
 
+def _module(network: NetworkSpec, member: MemberWeights) -> torch.nn.Module:
+    if member.psl_layout is None:
+        return network.load(member.weights_file)
+    assert member.preference is not None
+    return fixed_at(load_conditioned(network, member.psl_layout, read_state(member.weights_file)), member.preference)
+
+
+def _conditioned_digest(state: dict[str, torch.Tensor]) -> str:
+    """What identifies a conditioned model: every point of one trial and epoch has the same one."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _signature(network: NetworkSpec, member: MemberWeights, inputs: np.ndarray, front: bool) -> ModelSignature:
-    model = network.load(member.weights_file)
+    model = _module(network, member)
     with torch.no_grad():
         outputs = model(torch.as_tensor(inputs))
     example_output: dict[str, Any] = {t: o.numpy() for t, o in zip(network.task_names, outputs, strict=True)}
@@ -91,18 +113,26 @@ def write_model(
         weights_dir = Path(tmp) / "weights"
         weights_dir.mkdir()
         entries = []
+        conditioned_files: dict[str, str] = {}  # digest -> file: one per PSL trial and epoch, not one per point
         for index, member in enumerate(members):
-            name = f"member_{index}.pt"
-            shutil.copyfile(member.weights_file, weights_dir / name)
-            entries.append(
-                {
-                    "point": member.point,
-                    "values": list(member.values),
-                    "solver": member.solver,
-                    "preference": None if member.preference is None else list(member.preference),
-                    "weights_file": name,
-                }
-            )
+            entry: dict[str, Any] = {
+                "point": member.point,
+                "values": list(member.values),
+                "solver": member.solver,
+                "preference": None if member.preference is None else list(member.preference),
+            }
+            if member.psl_layout is None:
+                name = f"member_{index}.pt"
+                shutil.copyfile(member.weights_file, weights_dir / name)
+                entry["weights_file"] = name
+            else:
+                own = conditioned_state(read_state(member.weights_file))
+                digest = _conditioned_digest(own)
+                if digest not in conditioned_files:
+                    conditioned_files[digest] = f"conditioned_{len(conditioned_files)}.pt"
+                    torch.save(own, weights_dir / conditioned_files[digest])
+                entry["psl"] = {"model": conditioned_files[digest], "layout": member.psl_layout}
+            entries.append(entry)
         manifest = {
             "kind": kind,
             "objectives": [{"name": o.name, "direction": o.direction} for o in objectives],

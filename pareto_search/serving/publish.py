@@ -19,6 +19,7 @@ from pareto_search.fronts import GlobalFront, kept_epoch
 from pareto_search.pareto import FrontPoint
 from pareto_search.plan import SearchPlan
 from pareto_search.selection import Selection, point_label
+from pareto_search.serving.conditioned import layout_of, read_state
 from pareto_search.serving.network import NetworkSpec
 from pareto_search.serving.package import EXAMPLE_ROWS, MemberWeights, write_model
 from pareto_search.serving.registry import (
@@ -99,13 +100,17 @@ def _source_run(point: FrontPoint) -> str | None:
     return uri.removeprefix("runs:/").split("/")[0] if uri.startswith("runs:/") else None
 
 
-def _member(point: FrontPoint, weights: Path) -> MemberWeights:
+def _member(point: FrontPoint, weights: Path, network: NetworkSpec, inputs: torch.Tensor) -> MemberWeights:
+    # A PSL point's file is its trial's conditioned model and a preference: served as that model fixed at the
+    # point's preference (an exact selection's, `select --weights ... --exact`, else the one it was evaluated at).
+    layout = layout_of(network, read_state(weights), inputs)
     return MemberWeights(
         point=point_label(point),
         values=tuple(point.values),
         weights_file=weights,
         solver=str(point.data.get("solver", "")),
         preference=point.data.get("preference"),
+        psl_layout=layout,
     )
 
 
@@ -169,11 +174,15 @@ def _register(
         points.append(selection.chosen)
     with tempfile.TemporaryDirectory(prefix="pareto_search_register_") as tmp:
         weights = _download_weights(tracker, points, Path(tmp) / "weights")
-        members = [_member(p, weights[p.id]) for p in points]
+        members = [_member(p, weights[p.id], network, inputs) for p in points]
         digest = identity(
             "front" if whole_front else "member",
             plan.name,
-            *(f"{m.point}:{file_digest(m.weights_file)}" for m in members),
+            # a PSL point's preference too: an exact selection's point shares its trial point's file
+            *(
+                f"{m.point}:{file_digest(m.weights_file)}" + (f":{m.preference}" if m.psl_layout else "")
+                for m in members
+            ),
             *([f"default:{selection.point}"] if whole_front else []),
         )
         registry = ModelRegistry(plan.config.tracking.uri)
@@ -215,7 +224,10 @@ def _register(
                 digest=digest,
                 experiment_id=tracker.experiment_id,
                 source_run_id=source_run,
-                logged_model_name="front" if whole_front else f"member-{selection.point.replace('/', '-')}",
+                # MLflow refuses / : . % and quotes in a logged model's name (a preference's decimals: 0.7 -> 0_7)
+                logged_model_name="front"
+                if whole_front
+                else f"member-{selection.point.replace('/', '-').replace('.', '_').replace(':', '_')}",
                 tags=tags,
             )
     try:

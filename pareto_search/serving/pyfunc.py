@@ -9,6 +9,12 @@ One class serves both registrations:
   as `select --weights`) or `{"point": "TRIAL/MEMBER[@eEPOCH]"}`; without params the member chosen at registration
   answers. The answer also says which member answered (`point`).
 
+A Pareto set learning trial's points (`method: psl`) are ONE conditioned model at several preferences: the
+model folder holds it once (`conditioned_J.pt`, its layout in members.json) and each point is it fixed at
+its preference. When `weights` picks such a point of a front model, the answer is the conditioned model at
+exactly those weights (as the preference over the tasks, in the objectives' order), not at the stored point's
+preference; `point` then says `TRIAL/K@pref=w1,w2`.
+
 What the model folder holds (MLflow artifacts): `members.json` (objectives, directions, each member's
 point, values and weights file, the default member, the `NetworkSpec`) and the weights files. The
 members' networks are built once, at load time, and share the process; torch.load is weights_only.
@@ -29,16 +35,36 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from pareto_search.pareto import Front, FrontPoint, Objective
 from pareto_search.selection import SelectionError, WeightsRule, parse_weights
+from pareto_search.serving.conditioned import fixed_at, load_conditioned, preference_label, read_state
 from pareto_search.serving.network import NetworkSpec
+from trials.psl.conditioning import Conditioned
 
 MEMBERS_ARTIFACT = "members"  # the key of members.json in the model's artifacts
 WEIGHTS_ARTIFACT = "weights"  # the key of the weights folder
 POINT_OUTPUT = "point"  # the output naming the member that answered (front models)
 
 
+class BadRequest(MlflowException):
+    """A request's fault, answered with our reason as the whole message: MLflow's scoring server rewrites an
+    exception's message to "Failed to predict data '<the whole input batch>'. Error: <reason>", which puts the
+    reason after a dump of the request's inputs; this one keeps only the reason."""
+
+    @property
+    def message(self) -> str:
+        return self._reason
+
+    @message.setter
+    def message(self, value: str) -> None:
+        if getattr(self, "_reason", None) is None:
+            self._reason = value
+
+    def __str__(self) -> str:
+        return self._reason
+
+
 def _bad_request(message: str) -> MlflowException:
     # INVALID_PARAMETER_VALUE is what MLflow's scoring server turns into HTTP 400 with this message.
-    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+    return BadRequest(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 class ParetoModel(mlflow.pyfunc.PythonModel):
@@ -52,10 +78,25 @@ class ParetoModel(mlflow.pyfunc.PythonModel):
         self.default_point: str = manifest["default"]
         self.is_front: bool = manifest["kind"] == "front"
         self.members: dict[str, torch.nn.Module] = {}
+        # A PSL point's conditioned model (shared by its trial's points), when the request's weights may ask for
+        # any preference of it: the objectives are then one per task, in the tasks' order.
+        self.conditioned_of: dict[str, Conditioned] = {}
+        exact = len(self.objectives) == len(self.network.task_names)
+        loaded: dict[str, Conditioned] = {}
         points = []
-        template = self.network.build()
+        template = None
         for member in manifest["members"]:
-            self.members[member["point"]] = self.network.load(weights_dir / member["weights_file"], template)
+            psl = member.get("psl")
+            if psl is None:
+                template = self.network.build() if template is None else template
+                self.members[member["point"]] = self.network.load(weights_dir / member["weights_file"], template)
+            else:
+                if psl["model"] not in loaded:
+                    state = read_state(weights_dir / psl["model"])
+                    loaded[psl["model"]] = load_conditioned(self.network, psl["layout"], state)
+                self.members[member["point"]] = fixed_at(loaded[psl["model"]], member["preference"])
+                if exact:
+                    self.conditioned_of[member["point"]] = loaded[psl["model"]]
             trial, _, index = member["point"].rpartition("/")  # TRIAL/K, or TRIAL/K@eE for a kept earlier epoch
             points.append(
                 FrontPoint(
@@ -68,8 +109,16 @@ class ParetoModel(mlflow.pyfunc.PythonModel):
     def _choose_by_weights(self, weights: tuple[float, ...]) -> str:
         return WeightsRule(weights).select(self.front, self.front).chosen.id
 
-    def choose(self, params: dict[str, Any] | None) -> str:
-        """The member that answers a request: `point`, else `weights`, else the default."""
+    def choose(self, params: dict[str, Any] | None) -> tuple[str, torch.nn.Module]:
+        """Who answers a request, and its name: `point`, else `weights` (a PSL point's conditioned model at
+        exactly those weights), else the default."""
+        key, weights = self._choose(params)
+        conditioned = self.conditioned_of.get(key) if weights is not None else None
+        if conditioned is None:
+            return key, self.members[key]
+        return key.split("@pref=")[0] + preference_label(weights), fixed_at(conditioned, weights)
+
+    def _choose(self, params: dict[str, Any] | None) -> tuple[str, tuple[float, ...] | None]:
         params = params or {}
         point = params.get("point") or ""
         weights = params.get("weights")
@@ -78,24 +127,25 @@ class ParetoModel(mlflow.pyfunc.PythonModel):
             key = f"{trial}/{member[1:] if member.startswith('m') else member}"
             if key not in self.members:
                 raise _bad_request(f"params.point: no member {point!r}; members: {', '.join(self.members)}")
-            return key
+            return key, None
         if weights is not None and len(weights) > 0:
             try:
                 normalized = parse_weights(list(weights), len(self.objectives), [o.name for o in self.objectives])
             except SelectionError as exc:
                 raise _bad_request(f"params.weights: {str(exc).removeprefix('--weights: ')}") from None
-            return self._by_weights(tuple(float(w) for w in normalized))
-        return self.default_point
+            chosen = tuple(float(w) for w in normalized)
+            return self._by_weights(chosen), chosen
+        return self.default_point, None
 
     # `np.ndarray` is a hint MLflow reads as "no schema from hints" (the signature, inferred from real
     # inputs at registration, is the schema); no hint or another one makes MLflow warn at import.
     def predict(
         self, context: mlflow.pyfunc.PythonModelContext, model_input: np.ndarray, params: dict[str, Any] | None = None
     ) -> dict[str, np.ndarray]:
-        point = self.choose(params)
+        point, model = self.choose(params)
         inputs = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
         with torch.no_grad():
-            outputs = self.members[point](inputs)
+            outputs = model(inputs)
         result = {task: out.numpy() for task, out in zip(self.network.task_names, outputs, strict=True)}
         if self.is_front:
             result[POINT_OUTPUT] = np.array([point] * len(inputs))

@@ -6,7 +6,8 @@ preference supplies what changes with it. ``forward(x, preference)`` returns the
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -142,8 +143,20 @@ class FiLM(_Generated):
     image-shaped one), then the heads: the trunk runs once for all preferences of a step (Perez et al. 2018's
     feature-wise modulation; Dosovitskiy & Djolonga 2020, Ruchte & Grabocka 2021 condition a network this way)."""
 
-    def __init__(self, base: MultiTaskModel, num_tasks: int, hidden: int, example: Tensor) -> None:
+    def __init__(
+        self,
+        base: MultiTaskModel,
+        num_tasks: int,
+        hidden: int,
+        example: Tensor | None,
+        layout: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__(base)
+        if layout is not None:  # (axis, features) as stored: a served model rebuilds it without the problem's data
+            self.axis, self.features = layout
+            self.generator = _preference_net(num_tasks, hidden, 2 * self.features)
+            return
+        assert example is not None
         if isinstance(base.trunk, ParameterVector):
             # Its output is the decision itself (ZDT's x in [0, 1]^n): scaling and shifting it leaves the problem's
             # domain (measured: ZDT1's f2 at -8e7), and there are no features to modulate.
@@ -196,3 +209,50 @@ class AtPreference(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         return self.conditioned(x, self.preference)
+
+
+# -- a stored point, outside the trainer: what a served model rebuilds ----------------------------------
+
+
+def is_point_state(state: Mapping[str, Tensor]) -> bool:
+    """Whether a stored point's weights are a conditioned model at a preference (AtPreference's state dict),
+    not a plain member's network."""
+    return "preference" in state and any(k.startswith("conditioned.") for k in state)
+
+
+def layout_of_state(state: Mapping[str, Tensor], base: MultiTaskModel, example: Tensor | None) -> dict[str, Any]:
+    """What rebuilds a stored conditioned model's architecture around the problem's network (plain JSON; read
+    from the state dict's shapes, so points stored before it existed are served too). ``example`` (inputs of
+    the problem) is needed for film only: the trunk's output layout."""
+    first = state["conditioned.generator.0.weight"]  # (hidden, T)
+    hidden, num_tasks = int(first.shape[0]), int(first.shape[1])
+    out = int(state["conditioned.generator.4.weight"].shape[0])
+    if any(k.startswith("conditioned.B.") for k in state):
+        rank = int(next(v for k, v in state.items() if k.startswith("conditioned.B.")).shape[-1])
+        return {"conditioning": "lowrank", "num_tasks": num_tasks, "hidden": hidden, "rank": rank}
+    if out == sum(p.numel() for p in base.parameters()):
+        return {"conditioning": "hyper", "num_tasks": num_tasks, "hidden": hidden}
+    if example is None or example.numel() == 0:
+        raise ValueError("a film-conditioned model needs the problem's example inputs to rebuild")
+    with torch.no_grad():
+        z = base.representation(example)
+    axis = 1 if z.dim() >= 3 else -1
+    return {"conditioning": "film", "num_tasks": num_tasks, "hidden": hidden, "axis": axis, "features": out // 2}
+
+
+def conditioned_from_layout(base: MultiTaskModel, layout: Mapping[str, Any]) -> Conditioned:
+    """An empty conditioned model of ``layout`` (layout_of_state) around ``base``, its weights about to be loaded."""
+    kind, num_tasks, hidden = layout["conditioning"], int(layout["num_tasks"]), int(layout["hidden"])
+    if kind == "lowrank":
+        return LowRank(base, num_tasks, int(layout["rank"]), hidden)
+    if kind == "hyper":
+        return Hyper(base, num_tasks, hidden)
+    if kind == "film":
+        return FiLM(base, num_tasks, hidden, None, (int(layout["axis"]), int(layout["features"])))
+    raise ValueError(f"unknown conditioning {kind!r}; allowed: lowrank, hyper, film")
+
+
+def conditioned_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The conditioned model's own state dict out of a point's (AtPreference's) one: what every point of the same
+    trial and epoch shares."""
+    return {k.removeprefix("conditioned."): v for k, v in state.items() if k.startswith("conditioned.")}
