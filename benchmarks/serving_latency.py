@@ -26,6 +26,13 @@ only 127.0.0.1 and free ports are used. Steps and what each reports:
    RSS per N, and MB per member (least squares over the real front and these), so one can say
    how many members a server of a given memory holds.
 
+5. `--psl` (or `--psl-only`, which skips steps 1-4): Pareto set learning. A PSL trial on Multi-MNIST (its
+   conditioned LeNet, `conditioning: auto` = hyper, random weights) and a single plain LeNet member, faked
+   without Ray; `--register-front` of the PSL trial answers requests alternating `weights` [0.9, 0.1] and
+   [0.35, 0.65] (preferences no stored point has: the model at exactly that trade-off), `--register` of one
+   PSL point answers as the model fixed at its preference; both against the plain member served the same way.
+   Goal: a served PSL model's p50 at most 2x the member's.
+
 It prints markdown tables at the end and writes every number to benchmarks/out/serving_latency.json.
 Nothing is asserted beyond the answers being well-formed: it measures. Runtime on 2 shared CPU
 cores: 130-150 s by default, about 185 s with `--front-sizes 10,100,500`.
@@ -615,6 +622,120 @@ def memory_fit(points: Sequence[tuple[int, float, float]]) -> dict[str, Any]:
     }
 
 
+PSL_WEIGHTS = ([0.9, 0.1], [0.35, 0.65])  # no stored point has these preferences: the exact trade-off answers
+
+
+def psl_comparison(base: Path, inputs: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
+    """A served PSL model (any trade-off per request; one point fixed) against one served plain member."""
+    from tests.stored_psl_search import stored_psl_search
+    from tests.stored_search import stored_search
+
+    mnist = {"n_train": 64, "n_val": 64, "n_test": 64}
+    member_root, psl_root = base / "psl-member", base / "psl"
+    member_root.mkdir()
+    psl_root.mkdir()
+    stored_search(
+        member_root, [(0.9, 0.9)], name="one", problem="multi_mnist", problem_args=mnist, reference_point=(0, 0)
+    )
+    stored_psl_search(
+        psl_root,
+        name="psl",
+        problem="multi_mnist",
+        problem_args=mnist,
+        reference_point=(0.0, 0.0),
+        points=11,
+        conditioning="auto",
+        hidden=64,
+        spread=0.01,
+    )
+    member_env, psl_env = (
+        environment(f"sqlite:///{member_root}/mlflow.db"),
+        environment(f"sqlite:///{psl_root}/mlflow.db"),
+    )
+    member = select(
+        "select --knee --register (plain member)",
+        "one",
+        ["--knee"],
+        ["--register", "one"],
+        member_root / "searches",
+        member_env,
+        args,
+    )
+    front = select(
+        "select --knee --register-front (PSL trial)",
+        "psl",
+        ["--knee"],
+        ["--register-front", "psl-front"],
+        psl_root / "searches",
+        psl_env,
+        args,
+    )
+    point = select(
+        "select --point --register (PSL point)",
+        "psl",
+        ["--point", "trial_00000/3"],
+        ["--register", "psl-point"],
+        psl_root / "searches",
+        psl_env,
+        args,
+    )
+    servers = [
+        serve_and_measure("member", member.model_uri, 1, [None], inputs, member_env, member_root, args),
+        serve_and_measure(
+            "psl-front (any weights)",
+            front.model_uri,
+            11,
+            [{"weights": w} for w in PSL_WEIGHTS],
+            inputs,
+            psl_env,
+            psl_root,
+            args,
+        ),
+        serve_and_measure("psl-point (fixed)", point.model_uri, 1, [None], inputs, psl_env, psl_root, args),
+    ]
+    return {"select": [s.to_json() for s in (member, front, point)], "servers": servers}
+
+
+def psl_report(psl: dict[str, Any]) -> str:
+    base = {lat["batch"]: lat for lat in psl["servers"][0]["latency"]}
+    rows = []
+    for srv in psl["servers"]:
+        for lat in srv["latency"]:
+            ratio = lat["p50_ms"] / base[lat["batch"]]["p50_ms"]
+            rows.append(
+                [
+                    lat["model"],
+                    lat["batch"],
+                    lat["p50_ms"],
+                    lat["p99_ms"],
+                    lat["requests_per_s"],
+                    f"{lat['predict_p50_ms']} ({lat['predict_min_ms']})",
+                    f"{ratio:.2f}x",
+                    srv["rss_worker_mb"],
+                ]
+            )
+    text = table(
+        [
+            "model",
+            "batch",
+            "p50 ms",
+            "p99 ms",
+            "req/s",
+            "in-process predict p50 (min) ms",
+            "p50 / member's",
+            "RSS worker MB",
+        ],
+        rows,
+    )
+    answered = [
+        f"{lat['model']} batch {lat['batch']}: {lat['answered_by']}"
+        for srv in psl["servers"]
+        for lat in srv["latency"]
+        if lat["answered_by"]
+    ]
+    return text + ("\n" + "\n".join(answered) if answered else "")
+
+
 def parse_sizes(text: str) -> list[int]:
     return [int(s) for s in text.split(",") if s.strip()]
 
@@ -639,6 +760,8 @@ def main() -> None:
     parser.add_argument("--start-timeout", type=float, default=180, help="seconds for a server's first /ping")
     parser.add_argument("--request-timeout", type=float, default=60, help="seconds for one HTTP request")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (printed) for inspection")
+    parser.add_argument("--psl", action="store_true", help="also serve a Pareto set learning model (step 5)")
+    parser.add_argument("--psl-only", action="store_true", help="step 5 alone: no search, no Multi-MNIST front")
     args = parser.parse_args()
     if min(args.requests, args.front_requests, args.predict_repeats) < 1 or not args.batches:
         parser.error("--requests, --front-requests, --predict-repeats and --batches need at least 1")
@@ -653,7 +776,7 @@ def main() -> None:
     root = Path(folder)
     log(f"working in {root}")
     try:
-        result = run_benchmark(root, args)
+        result = run_psl_only(root, args) if args.psl_only else run_benchmark(root, args)
     finally:
         if args.keep:
             log(f"kept {root}")
@@ -663,8 +786,37 @@ def main() -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print()
-    print(report(result))
+    print(report(result) if "search" in result else _machine_line(result))
+    if "psl" in result:
+        print("\n" + psl_report(result["psl"]))
     print(f"\nwritten: {OUT.relative_to(REPO)}")
+
+
+def _machine(load_at_start: float) -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_1min_at_start": load_at_start,
+        "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
+    }
+
+
+def _machine_line(result: dict[str, Any]) -> str:
+    machine = result["machine"]
+    return (
+        f"total runtime {result['runtime_s']} s on {machine['cpus']} CPUs; 1-min load average "
+        f"{machine['loadavg_1min_at_start']} at start, {machine['loadavg_1min_at_end']} at end"
+    )
+
+
+def run_psl_only(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    load_at_start = round(os.getloadavg()[0], 2)
+    from trials.problems import make_problem
+
+    inputs = make_problem("multi_mnist", {"n_train": 64, **MNIST_ARGS}).example_inputs(max(args.batches)).numpy()
+    psl = psl_comparison(root, inputs.astype(np.float32), args)
+    return {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": _machine(load_at_start), "psl": psl}
 
 
 def run_benchmark(root: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -742,6 +894,7 @@ def run_benchmark(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         ),
     ]
     sizes = [front_size_point(n, root, inputs, args) for n in args.front_sizes]
+    psl = psl_comparison(root, inputs, args) if args.psl else None
     result: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {
@@ -757,6 +910,8 @@ def run_benchmark(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         "servers": servers,
         "front_sizes": sizes,
     }
+    if psl is not None:
+        result["psl"] = psl
     if sizes:
         points = [
             (1, servers[0]["rss_worker_mb"], servers[0]["rss_tree_mb"]),

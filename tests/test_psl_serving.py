@@ -13,70 +13,21 @@ import pytest
 import torch
 
 from pareto_search.cli import EXIT_USAGE, main
-from pareto_search.config import parse_config
-from pareto_search.fronts import GlobalFront
-from pareto_search.plan import make_plan
 from tests.model_server import invoke, model_server
-from tests.stored_search import PLUGIN, PLUGIN_ARGS, StoredSearch, stored_search
+from tests.stored_psl_search import stored_psl_search
+from tests.stored_search import PLUGIN, PLUGIN_ARGS, stored_search
 from trials.problems import make_problem
-from trials.psl.conditioning import AtPreference, Conditioned, make_conditioned
-from trials.psl.sampling import evaluation_preferences
+from trials.psl.conditioning import AtPreference, Conditioned
 
 ROOT = Path(__file__).resolve().parents[1]
-POINTS = 5  # preferences (1, 0), (0.75, 0.25), ..., (0, 1)
-
-
-def _psl_search(root: Path) -> tuple[StoredSearch, Conditioned]:
-    from pareto_search.tracking import SearchTracker
-
-    tracking_uri = f"sqlite:///{root}/mlflow.db"
-    config = parse_config(
-        {
-            "name": "psl-served",
-            "problem": {"name": PLUGIN, "args": PLUGIN_ARGS},
-            "reference_point": [2.0, 2.0],
-            "solvers": [{"method": "psl", "solver": "linear"}],
-            "storage": str(root / "searches"),
-            "tracking": {"uri": tracking_uri, "experiment": "psl-serving-tests"},
-        }
-    )
-    plan = make_plan(config)
-    tracker = SearchTracker(tracking_uri, "psl-serving-tests", artifact_location=str(root / "artifacts"))
-    parent = tracker.start_search("psl-served", config.model_dump(mode="json"))
-    plan.save(parent)
-    problem = make_problem(PLUGIN, PLUGIN_ARGS)
-    torch.manual_seed(0)
-    conditioned = make_conditioned("hyper", problem.make_model(), 2, 4, 16, problem.example_inputs(2))
-    with torch.no_grad():  # a trained model's dependence on the preference, not a fresh one's (~0)
-        conditioned.generator[-1].weight.normal_(std=0.5)
-    conditioned.eval()
-    run_id = tracker.start_trial(parent, "trial_00000", {"seed": 0})
-    members = []
-    for k, preference in enumerate(evaluation_preferences(2, POINTS).tolist()):
-        path = root / "weights" / f"member_{k}.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(AtPreference(conditioned, preference).state_dict(), path)  # as the trial stores a point
-        tracker.log_artifact_file(run_id, path, "weights")
-        values = (1.1 - preference[0], 1.1 - preference[1])  # more weight on a task: lower its loss
-        members.append(
-            {
-                "member": k,
-                "values": values,
-                "solver": "psl",
-                "preference": preference,
-                "model_uri": f"runs:/{run_id}/weights/member_{k}.pt",
-            }
-        )
-    GlobalFront("psl-served", plan.objectives, plan.reference_point, plan.front_path).update("trial_00000", members)
-    tracker.end_run(run_id, "FINISHED")
-    tracker.end_run(parent, "FINISHED")
-    return StoredSearch(plan, root / "searches", tracking_uri, parent), conditioned
 
 
 @pytest.fixture
 def psl(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
-    return _psl_search(tmp_path)
+    return stored_psl_search(
+        tmp_path, name="psl-served", problem=PLUGIN, problem_args=PLUGIN_ARGS, reference_point=(2.0, 2.0)
+    )
 
 
 def _inputs(n: int) -> np.ndarray:
