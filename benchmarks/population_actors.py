@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/population_actors.py                 # K = 4 on the CPU, both problems
     .venv/bin/python benchmarks/population_actors.py --steps 30 --members 4 --period 10
+    .venv/bin/python benchmarks/population_actors.py --device cuda --members 8   # the GPU check: K = 8 on one GPU
 
 For Multi-MNIST's LeNet and the 3-task MLP (related3) it times MT2O's training step (linear scalarizations, periodic
 transfer ε0 = 0.3 every `--period` steps, Adam) with the K members in the trial's process and on K actors, side by
@@ -46,7 +47,7 @@ RESNET18_TRUNK_PARAMS = 11_176_512
 RESNET18_STEP_S = 0.1
 
 
-def _spec(problem: str, members: int, period: int, placement: str) -> TrialSpec:
+def _spec(problem: str, members: int, period: int, placement: str, device: str = "cpu") -> TrialSpec:
     return TrialSpec.from_dict(
         {
             "problem": problem,
@@ -55,9 +56,11 @@ def _spec(problem: str, members: int, period: int, placement: str) -> TrialSpec:
             "seed": 0,
             "solver": "linear",
             "optimizer": {"name": "adam", "lr": 1e-3},
+            "device": device,
             "population": {
                 "size": members,
-                "execution": "sequential",
+                # On a GPU the in-process members run batched (one vmapped step), what `auto` does there.
+                "execution": "batched" if device == "cuda" and placement == "process" else "sequential",
                 "placement": placement,
                 "transfer": {"eps0": 0.3, "period": period, "mode": "symmetric"},
             },
@@ -66,25 +69,34 @@ def _spec(problem: str, members: int, period: int, placement: str) -> TrialSpec:
 
 
 def _time(population: Any, batch: Any, steps: int, repeats: int) -> list[float]:
+    """Seconds per step; a GPU is synchronized around each round (its kernels run asynchronously)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for _ in range(3):
         population.train_step(batch)
     rounds = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         for _ in range(steps):
             population.train_step(batch)
+        sync()
         rounds.append((time.perf_counter() - start) / steps)
     return rounds
 
 
-def measure(problem_name: str, members: int, period: int, steps: int, repeats: int) -> dict[str, Any]:
+def measure(problem_name: str, members: int, period: int, steps: int, repeats: int, device: str) -> dict[str, Any]:
     problem = make_problem(problem_name, PROBLEMS[problem_name])
     batch = next(iter(problem.train_batches(torch.Generator().manual_seed(0))))
-    device = torch.device("cpu")
+    here = torch.device(device)
     torch.manual_seed(0)
-    in_process = Population(problem, _spec(problem_name, members, period, "process"), device)
+    one_model = Population(problem, _spec(problem_name, 1, period, "process", device), here)
+    one_s = statistics.median(_time(one_model, batch, steps, repeats))
+    torch.manual_seed(0)
+    in_process = Population(problem, _spec(problem_name, members, period, "process", device), here)
     process_s = statistics.median(_time(in_process, batch, steps, repeats))
-    actors = ActorPopulation(problem, _spec(problem_name, members, period, "actors"), device, MemberPlacement(cpus=1))
+    # On a GPU each member's worker gets 1/K of it: K members share the one device, as the batched population does.
+    placement = MemberPlacement(cpus=1, gpus=1 / members if device == "cuda" else 0.0, device=device)
+    actors = ActorPopulation(problem, _spec(problem_name, members, period, "actors", device), here, placement)
     actors.transfer_seconds = 0.0
     before = actors.step
     actor_rounds = _time(actors, batch, steps, repeats)
@@ -98,6 +110,7 @@ def measure(problem_name: str, members: int, period: int, steps: int, repeats: i
     return {
         "problem": problem_name,
         "members": members,
+        "one_ms": 1000 * one_s,
         "process_ms": 1000 * process_s,
         "actors_ms": 1000 * statistics.median(actor_rounds),
         "published_bytes": published,
@@ -134,24 +147,32 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--problems", default="multi_mnist,related3")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: K members on one GPU")
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: this torch sees no CUDA device", file=sys.stderr)
+        return 1
     torch.set_num_threads(1)
     ray.init(address="local", num_cpus=args.members + 1, include_dashboard=False, configure_logging=False)
     try:
-        rows = [measure(p, args.members, args.period, args.steps, args.repeats) for p in args.problems.split(",")]
+        rows = [
+            measure(p, args.members, args.period, args.steps, args.repeats, args.device)
+            for p in args.problems.split(",")
+        ]
         bandwidth = object_store_bandwidth()
     finally:
         ray.shutdown()
-    print(f"K = {args.members}, transfer every {args.period} steps, CPU, one thread per member\n")
+    where = "one GPU (1/K of it per member's worker)" if args.device == "cuda" else "CPU, one thread per member"
+    print(f"K = {args.members}, transfer every {args.period} steps, {where}\n")
     print(
-        "| problem | process ms/step | actors ms/step | actors / process | published per member | read per transfer "
-        "| transfer ms (per member) | transfer / step at this period |"
+        "| problem | one model ms/step | process ms/step | actors ms/step | actors / process | published per member "
+        "| read per transfer | transfer ms (per member) | transfer / step at this period |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         share = r["transfer_ms"] / args.period / r["actors_ms"]
         print(
-            f"| {r['problem']} | {r['process_ms']:.1f} | {r['actors_ms']:.1f} "
+            f"| {r['problem']} | {r['one_ms']:.1f} | {r['process_ms']:.1f} | {r['actors_ms']:.1f} "
             f"| {r['actors_ms'] / r['process_ms']:.2f}x "
             f"| {r['published_bytes'] / 1e6:.3f} MB | {r['read_bytes'] / 1e6:.3f} MB | {r['transfer_ms']:.2f} "
             f"| {100 * share:.1f} % |"

@@ -199,3 +199,13 @@ def test_a_population_that_cannot_be_placed_is_refused_in_one_line(tmp_path: Pat
     with pytest.raises(ConfigError, match=r"`population.size` 8 with `population.placement: actors` needs 9 CPUs"):
         run_search(make_plan(parse_config(config)))
     assert not (tmp_path / "searches" / "too-big").exists()  # refused before anything was written
+
+
+def test_the_shipped_actors_config_fits_a_two_core_machine() -> None:
+    from pareto_search.config import load_config
+    from pareto_search.search.member_actors import largest_members_apart
+    from pareto_search.search.resources import check_members_fit
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "actors.yaml")
+    assert largest_members_apart(config) == 3  # the preset's K, each on a worker of its own
+    check_members_fit(config.resources, 3, [{"CPU": 2.0}])  # refused with a ConfigError if it did not fit
