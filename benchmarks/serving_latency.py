@@ -28,7 +28,7 @@ only 127.0.0.1 and free ports are used. Steps and what each reports:
 
 5. `--psl` (or `--psl-only`, which skips steps 1-4): Pareto set learning. A PSL trial on Multi-MNIST (its
    conditioned LeNet, `conditioning: auto` = hyper, random weights) and a single plain LeNet member, faked
-   without Ray; `--register-front` of the PSL trial answers requests alternating `weights` [0.9, 0.1] and
+   without Ray; `--register-front` of the PSL trial answers requests alternating `weights` [0.85, 0.15] and
    [0.35, 0.65] (preferences no stored point has: the model at exactly that trade-off), `--register` of one
    PSL point answers as the model fixed at its preference; both against the plain member served the same way.
    Goal: a served PSL model's p50 at most 2x the member's.
@@ -622,7 +622,7 @@ def memory_fit(points: Sequence[tuple[int, float, float]]) -> dict[str, Any]:
     }
 
 
-PSL_WEIGHTS = ([0.9, 0.1], [0.35, 0.65])  # no stored point has these preferences: the exact trade-off answers
+PSL_WEIGHTS = ([0.85, 0.15], [0.35, 0.65])  # no stored point (11: steps of 0.1) has these preferences
 
 
 def psl_comparison(base: Path, inputs: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:

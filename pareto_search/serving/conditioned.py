@@ -14,6 +14,7 @@ from pareto_search.serving.network import NetworkSpec
 from trials.psl.conditioning import (
     AtPreference,
     Conditioned,
+    _Generated,
     conditioned_from_layout,
     conditioned_state,
     is_point_state,
@@ -40,9 +41,27 @@ def load_conditioned(network: NetworkSpec, layout: Mapping[str, Any], state: Map
     return model.eval()
 
 
+class ServedAtPreference(AtPreference):
+    """AtPreference of a served model, whose weights no longer change: what the preference network makes of the
+    preference (hyper: every weight of the network) is computed once, not on every request."""
+
+    def __init__(self, conditioned: Conditioned, preference: Sequence[float]) -> None:
+        super().__init__(conditioned, preference)
+        self.generated: torch.Tensor | None = None
+        if isinstance(conditioned, _Generated):
+            with torch.no_grad():
+                self.generated = conditioned.generator(self.preference)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.generated is None:
+            return super().forward(x)
+        assert isinstance(self.conditioned, _Generated)
+        return self.conditioned.apply_generated(x, self.generated)
+
+
 def fixed_at(conditioned: Conditioned, preference: Sequence[float]) -> AtPreference:
     """The conditioned model fixed at ``preference``: a plain multi-task model (inputs -> task outputs)."""
-    return AtPreference(conditioned, [float(p) for p in preference]).eval()
+    return ServedAtPreference(conditioned, [float(p) for p in preference]).eval()
 
 
 def preference_label(preference: Sequence[float]) -> str:

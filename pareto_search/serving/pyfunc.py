@@ -105,6 +105,8 @@ class ParetoModel(mlflow.pyfunc.PythonModel):
             )
         self.front = Front(self.objectives, tuple(points))
         self._by_weights = lru_cache(maxsize=1024)(self._choose_by_weights)
+        # A preference asked again reuses its generated weights (hyper on LeNet: 128 KB each, so 64 stay)
+        self._fixed = lru_cache(maxsize=64)(fixed_at)
 
     def _choose_by_weights(self, weights: tuple[float, ...]) -> str:
         return WeightsRule(weights).select(self.front, self.front).chosen.id
@@ -116,7 +118,7 @@ class ParetoModel(mlflow.pyfunc.PythonModel):
         conditioned = self.conditioned_of.get(key) if weights is not None else None
         if conditioned is None:
             return key, self.members[key]
-        return key.split("@pref=")[0] + preference_label(weights), fixed_at(conditioned, weights)
+        return key.split("@pref=")[0] + preference_label(weights), self._fixed(conditioned, weights)
 
     def _choose(self, params: dict[str, Any] | None) -> tuple[str, tuple[float, ...] | None]:
         params = params or {}
