@@ -82,6 +82,22 @@ def stop_processes(marker: str | None = None, pids_of: Callable[[], Iterable[int
             return
 
 
+def _with_descendants(roots: set[int]) -> set[int]:
+    """``roots`` and every process whose chain of parents leads to one of them."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError, ValueError, IndexError):
+                parents[int(entry.name)] = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+    found = set(roots)
+    grew = True
+    while grew:
+        children = {pid for pid, parent in parents.items() if parent in found} - found
+        found |= children
+        grew = bool(children)
+    return found
+
+
 def _state(pid: int) -> str:
     with suppress(OSError):
         return (Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split() or ["?"])[0]
@@ -137,9 +153,14 @@ def local_ray_cluster(home: Path, worker_cpus: tuple[int, ...] = (1,), head_cpus
             )
         yield LocalCluster(f"http://127.0.0.1:{dashboard_port}", f"127.0.0.1:{port}", env, temp_dir, tuple(worker_dirs))
     finally:
-        for folder in (*worker_dirs, temp_dir):
-            stop_processes(str(folder))
-        stop_processes(f"127.0.0.1:{port}")  # anything else that named the head's address
-        stop_processes(pids_of=lambda: _ray_pids() - ray_before)  # renamed agents, the client server
+        # Exactly this cluster's processes: those naming its folders or its head's address, and every process
+        # descended from them (workers and agents rename themselves "ray::..." and lose those names). Never "every Ray
+        # process that appeared meanwhile": on a shared machine that kills other sessions' (or test workers') Rays.
+        markers = [*map(str, (*worker_dirs, temp_dir)), f"127.0.0.1:{port}"]
+
+        def ours() -> set[int]:  # asked again each round: a raylet may start a worker while it is stopped
+            return _with_descendants({pid for marker in markers for pid in _pids_of(marker)}) - ray_before
+
+        stop_processes(pids_of=ours)
         for folder in (*worker_dirs, temp_dir):
             subprocess.run(["rm", "-rf", str(folder)], check=False, timeout=60)
