@@ -326,3 +326,16 @@ def test_gpu_smoke_says_in_one_line_that_there_is_no_cuda() -> None:
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("FAIL cuda: "), lines
     assert "--device cpu" in lines[0]
+
+
+def test_a_trial_given_a_gpu_on_a_torch_without_cuda_fails_in_one_line(monkeypatch) -> None:
+    """On a cluster worker (where the driver cannot look): the trial's device is never resolved to the CPU silently."""
+    import ray
+
+    from pareto_search.search import trainable
+    from pareto_search.search.devices import NoCudaForAssignedGpu
+
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [0])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(NoCudaForAssignedGpu, match=r"Ray gave this worker GPU 0 but its torch .*: install a CUDA"):
+        trainable.resolve_device("auto")

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
+from pareto_search.search.devices import check_assigned_gpus_usable
 from trials.loop import resolve_device
 from trials.population import Population, population_preferences, resolved_transfer
 from trials.problems import Batch, Problem, make_problem
@@ -59,6 +60,7 @@ class MemberWorker:
         spec = TrialSpec.from_dict(spec_data)
         self.index = index
         requested = spec.device
+        check_assigned_gpus_usable(ray.get_gpu_ids())
         if requested == "auto":  # the GPU Ray gave this worker (it sees it as `cuda`), else the CPU
             requested = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
         self.device = resolve_device(requested)

@@ -25,6 +25,7 @@ from ray import tune
 from pareto_search.config import SearchConfig, parse_config
 from pareto_search.pareto import Front, FrontPoint, NonFiniteValuesWarning, Objective
 from pareto_search.search.checkpoints import restore, seal
+from pareto_search.search.devices import check_assigned_gpus_usable
 from pareto_search.search.space import unpack
 from trials.loop import EpochReport, Trainer
 from trials.problems import Problem
@@ -40,6 +41,7 @@ def member_file(member: int) -> str:
 def resolve_device(requested: str) -> str:
     """``auto``: the GPU Ray assigned to this trial (CUDA_VISIBLE_DEVICES is set by Ray, so
     ``cuda`` is that GPU), else the CPU."""
+    check_assigned_gpus_usable(ray.get_gpu_ids())  # a GPU given to a torch without CUDA: one line, not the CPU
     if requested == "auto":
         return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     return requested
