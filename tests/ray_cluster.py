@@ -105,7 +105,9 @@ def _state(pid: int) -> str:
 
 
 @contextmanager
-def local_ray_cluster(home: Path, worker_cpus: tuple[int, ...] = (1,), head_cpus: int = 1) -> Iterator[LocalCluster]:
+def local_ray_cluster(
+    home: Path, worker_cpus: tuple[int, ...] = (1,), head_cpus: int = 1, node_path_first: Path | None = None
+) -> Iterator[LocalCluster]:
     """A head (`head_cpus`) and one worker node per entry of `worker_cpus`, all on 127.0.0.1, with Ray token
     authentication; the token is generated into `home`/.ray/auth_token."""
     temp_dir = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
@@ -117,6 +119,9 @@ def local_ray_cluster(home: Path, worker_cpus: tuple[int, ...] = (1,), head_cpus
         "RAY_USAGE_STATS_ENABLED": "0",
     }
     env.pop("RAY_ADDRESS", None)
+    # `node_path_first`: a folder the nodes' PATH looks in first (its `python` is what a job's shell runs), as for a
+    # head started from another environment than the project's. Clients (the returned env) keep the project's PATH.
+    node_env = {**env, "PATH": f"{node_path_first}{os.pathsep}{env['PATH']}"} if node_path_first is not None else env
     port, dashboard_port = free_port(), free_port()
     worker_dirs: list[Path] = []
     ray_before = _ray_pids()  # the machine's other Ray processes (none in a test run): never touched
@@ -130,11 +135,14 @@ def local_ray_cluster(home: Path, worker_cpus: tuple[int, ...] = (1,), head_cpus
                 "--dashboard-host=127.0.0.1",
                 f"--dashboard-port={dashboard_port}",
                 f"--num-cpus={head_cpus}",
+                # Its own port for the node's agent (the job server's worker): Ray's fixed default (52365) is taken
+                # by any other Ray on the machine, and a job then finds "No available agent to submit job".
+                f"--dashboard-agent-listen-port={free_port()}",
                 f"--temp-dir={temp_dir}",
                 "--disable-usage-stats",
                 "--node-ip-address=127.0.0.1",
             ],
-            env,
+            node_env,
         )
         for cpus in worker_cpus:
             # Its own temp dir, like a separate machine: nodes sharing one would share the runtime-env cache,
@@ -146,10 +154,11 @@ def local_ray_cluster(home: Path, worker_cpus: tuple[int, ...] = (1,), head_cpus
                     "start",
                     f"--address=127.0.0.1:{port}",
                     f"--num-cpus={cpus}",
+                    f"--dashboard-agent-listen-port={free_port()}",
                     "--node-ip-address=127.0.0.1",
                     f"--temp-dir={node_dir}",
                 ],
-                env,
+                node_env,
             )
         yield LocalCluster(f"http://127.0.0.1:{dashboard_port}", f"127.0.0.1:{port}", env, temp_dir, tuple(worker_dirs))
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -98,10 +99,23 @@ def test_submit_follow_and_read_the_front_on_a_two_node_cluster(tmp_path, monkey
         bad = _cli(["submit", "relative.yaml", "--address", address], project, env)
         assert bad.returncode == 2 and "`storage` is 'searches', a relative path" in bad.stderr
 
-        submitted = _cli(["submit", "jobsearch.yaml", "--address", address], project, env)
-        assert submitted.returncode == 0, submitted.stderr
+        # As users run it: `submit … 2> submit.log` in the folder that travels. The log is written while the working
+        # dir is packaged; the job must not fail on it (the working dir travels as a snapshot taken once).
+        with (project / "submit.log").open("w") as log:
+            submitted = subprocess.run(
+                [*CLI, "submit", "jobsearch.yaml", "--address", address],
+                cwd=project,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                timeout=120,
+            )
+        said = (project / "submit.log").read_text()
+        assert submitted.returncode == 0, said
         job_id = submitted.stdout.strip()
-        assert job_id.startswith("jobsearch-") and f"pareto-search logs {job_id} --follow" in submitted.stderr
+        assert job_id.startswith("jobsearch-") and f"pareto-search logs {job_id} --follow" in said
+        assert re.search(r"travelled: +\d+ files", said), said  # submit says what travelled
 
         followed = _cli(
             ["logs", job_id, "--follow", "--timeout", str(JOB_TIMEOUT_S), "--address", address],

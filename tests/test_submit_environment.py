@@ -80,3 +80,37 @@ def test_status_prints_what_failed(monkeypatch, capsys) -> None:
     assert main(["status", "j", "--address", "http://127.0.0.1:9"]) == 1
     out, err = capsys.readouterr()
     assert out == "FAILED\n" and err == "job j: pareto-search job: ... cannot import torch\n"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SYSTEM_PYTHON.is_file(), reason="needs a python outside the project's environment")
+def test_a_real_head_started_outside_the_project_environment_fails_the_job_in_one_line(tmp_path) -> None:
+    """On a real local cluster whose nodes find another `python` first (a head started outside the venv): the
+    submitted job fails at its first step, and `status` and `logs` say in one line what to fix."""
+    from tests.ray_cluster import local_ray_cluster
+
+    assert subprocess.run([SYSTEM_PYTHON, "-c", "import torch"], capture_output=True).returncode != 0  # the fault
+    other = tmp_path / "other-env"
+    other.mkdir()
+    (other / "python").symlink_to(SYSTEM_PYTHON)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "search.yaml").write_text(
+        "name: elsewhere\nproblem: {name: toy2d}\nsolvers: [{solver: linear}]\n"
+        f"storage: {tmp_path / 'searches'}\ntracking: {{uri: 'sqlite:///{tmp_path}/mlflow.db'}}\n"
+    )
+    cli = [sys.executable, "-m", "pareto_search.cli"]
+    with local_ray_cluster(tmp_path / "home", worker_cpus=(), head_cpus=1, node_path_first=other) as cluster:
+        address = ["--address", cluster.dashboard]
+        run = {"cwd": project, "env": cluster.env, "capture_output": True, "text": True, "timeout": 180}
+        submitted = subprocess.run([*cli, "submit", "search.yaml", *address], **run)
+        assert submitted.returncode == 0, submitted.stderr
+        job_id = submitted.stdout.strip()
+        followed = subprocess.run([*cli, "logs", job_id, "--follow", "--timeout", "150", *address], **run)
+        status = subprocess.run([*cli, "status", job_id, *address], **run)
+    assert followed.returncode == 1 and status.returncode == 1, followed.stdout + followed.stderr
+    said = f"the cluster python {other / 'python'} cannot import torch (ModuleNotFoundError"
+    assert said in followed.stdout + followed.stderr
+    assert "start Ray on every node from the environment" in status.stdout + status.stderr, status
+    assert "Traceback" not in followed.stdout + followed.stderr  # one line, not the search's traceback
+    assert not (tmp_path / "searches" / "elsewhere").exists()  # the search never started
