@@ -257,7 +257,14 @@ def _load_front(name: str, storage: str):  # -> GlobalFront
     plan, _ = load_plan(storage, name)
     if not plan.front_path.is_file():
         raise ConfigError(f"search '{name}' has no evaluated point yet ({plan.front_path} is missing)")
-    return GlobalFront.load(plan.front_path)
+    try:
+        return GlobalFront.load(plan.front_path)
+    except (ValueError, KeyError, TypeError) as exc:  # cut or edited by hand (a search writes it whole, atomically)
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(
+            f"search '{name}': its front file {plan.front_path} cannot be read ({type(exc).__name__}: {reason}); "
+            "restore it from a copy (the search's MLflow run holds the front as front.json)"
+        ) from None
 
 
 def _cmd_front(args: argparse.Namespace) -> int:
@@ -272,20 +279,42 @@ def _cmd_front(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from pareto_search.compare import compare_fronts
+    from pareto_search.compare import compare_data, format_report, log_comparison
     from pareto_search.plan import load_plan
 
     fronts = {name: _load_front(name, args.storage) for name in args.names}
+    data = compare_data(fronts, args.reference_point)
+    print(format_report(data), flush=True)  # the comparison itself needs no server: it is shown first
+    if args.no_mlflow:
+        return 0
+    from pareto_search.timeouts import WaitTimeout, bounded_call, redact_uri, tracking_open_timeout_s
+    from pareto_search.tracking import fail_fast_http, is_outage, resolve_tracking_uri
+
     tracking = load_plan(args.storage, args.names[0])[0].config.tracking  # the first search's MLflow
-    report = compare_fronts(
-        fronts,
-        args.reference_point,
-        log_to_mlflow=not args.no_mlflow,
-        tracking_uri=tracking.uri,
-        experiment=tracking.experiment,
+    uri = resolve_tracking_uri(tracking.uri)
+    bound = tracking_open_timeout_s(uri)
+
+    def log() -> str:
+        with fail_fast_http():  # one try per request: a server that does not answer is one line, not minutes
+            return log_comparison(fronts, data, uri, tracking.experiment)
+
+    try:
+        run_id = bounded_call(log, bound, f"tracking store {redact_uri(uri)}")
+    except WaitTimeout:
+        reason = f"did not answer within {bound:g} s"
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        reason = f"did not answer ({(str(exc).splitlines() or [type(exc).__name__])[0][:200]})"
+    else:
+        print(f"overlay plot and numbers logged to MLflow run {run_id}")
+        return 0
+    print(
+        f"pareto-search compare: the comparison above was not logged: `tracking.uri` {redact_uri(uri)} {reason}; "
+        "--no-mlflow skips logging",
+        file=sys.stderr,
     )
-    print(report)
-    return 0
+    return EXIT_FAILED
 
 
 def _selection_rule(args: argparse.Namespace):  # -> selection.Rule
