@@ -28,7 +28,8 @@ def test_gpu_fractions_reach_the_trial_resource_request(gpus) -> None:
 
 @pytest.mark.parametrize(
     ("assigned", "cuda", "expected"),
-    [([], False, "cpu"), ([], True, "cpu"), (["0"], True, "cuda"), (["0"], False, "cpu")],
+    # A GPU given to a torch without CUDA is refused in one line (tests/test_gpu_paths.py), never the CPU in silence.
+    [([], False, "cpu"), ([], True, "cpu"), (["0"], True, "cuda")],
 )
 def test_auto_device_follows_rays_assignment(monkeypatch, assigned, cuda, expected) -> None:
     monkeypatch.setattr(trainable.ray, "get_gpu_ids", lambda: assigned)
