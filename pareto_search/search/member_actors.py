@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from pareto_search.search.devices import check_assigned_gpus_usable
+from pareto_search.search.trainable import resolve_device as resolve_worker_device
 from trials.loop import resolve_device
 from trials.population import Population, population_preferences, resolved_transfer
 from trials.problems import Batch, Problem, make_problem
@@ -59,11 +59,9 @@ class MemberWorker:
         torch.set_num_threads(max(1, num_threads))
         spec = TrialSpec.from_dict(spec_data)
         self.index = index
-        requested = spec.device
-        check_assigned_gpus_usable(ray.get_gpu_ids())
-        if requested == "auto":  # the GPU Ray gave this worker (it sees it as `cuda`), else the CPU
-            requested = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-        self.device = resolve_device(requested)
+        # As a trial resolves its own: `auto` is the GPU Ray gave this worker, else the CPU (one line when that GPU
+        # meets a torch without CUDA).
+        self.device = resolve_device(resolve_worker_device(spec.device))
         self.problem: Problem = make_problem(spec.problem, spec.problem_args)
         torch.manual_seed(spec.seed)  # the shared initialization: the same template as the trial's own process
         self.population = Population(self.problem, spec, self.device, only=index)
