@@ -64,7 +64,7 @@ from trials.spec import OptimizerSpec, PopulationSpec, TransferSpec, TrialSpec
 # on this LeNet (0.917/0.872 after 5 epochs of 10k; Adam 1e-3 reached 0.872/0.835 and SGD 0.01 +
 # momentum 0.9 0.74/0.72). Constant: MT2O's transfer should vanish before the learning rate does.
 ADAM = OptimizerSpec(name="adam", lr=3e-3)
-# EPO and PMTL are analysed for plain gradient steps and their docs (README "Whose code runs",
+# EPO and PMTL are analysed for plain gradient steps and their docs (docs/methods.md "Whose code runs",
 # trials/solvers/epo.py) say to use SGD when the preference ray / region matters: Adam's
 # per-coordinate scaling bends the chosen direction. lr 0.05 + momentum 0.9: measured here on
 # linear equal weights, 6k Multi-MNIST, 4 epochs: 0.854/0.811 (lr 0.1: 0.863/0.820; Multi-Fashion

@@ -274,7 +274,7 @@ class GlobalFront:
     # -- files and formats ---------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
-        """The user-facing ``front --format json`` object (see README.md)."""
+        """The user-facing ``front --format json`` object (see docs/serving.md)."""
         front = self.front()
         hv = front.hypervolume(self.reference_point)
         return {

@@ -1,6 +1,6 @@
 """A team `mlflow server` on 127.0.0.1 for tests: basic-auth, a SQL backend store, proxied artifacts.
 
-Started as a team would start it (README, "Shared tracking"), awaited on `/health` (bounded), stopped by its
+Started as a team would start it (docs/clusters.md, "Shared tracking"), awaited on `/health` (bounded), stopped by its
 process group. The admin credentials come from the environment, from the very variables MLflow's basic-auth
 reads (`MLFLOW_AUTH_ADMIN_USERNAME`, `MLFLOW_AUTH_ADMIN_PASSWORD`); the rest of the auth configuration goes
 to an ini file named by `MLFLOW_AUTH_CONFIG_PATH`, which never holds the password.

@@ -72,27 +72,45 @@ def _checkpoint_epochs(storage: Path, name: str) -> int:
     return max((int(f.name.rsplit("_", 1)[1]) + 1 for f in folders), default=0)  # Tune numbers them from 0
 
 
-def _member_nodes(cluster: Any) -> dict[str, str]:
-    """Alive MemberWorker actors and the node each runs on, from the cluster's state API."""
-    from ray.util.state import list_actors
+_STATE_QUERY = """
+import json, sys
+from ray.util.state import list_actors, list_nodes
+address, kind = sys.argv[1], sys.argv[2]
+if kind == "actors":
+    rows = list_actors(address=address, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
+    print(json.dumps({a.actor_id: a.node_id for a in rows if a.class_name == "MemberWorker"}))
+else:
+    rows = list_nodes(address=address, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
+    print(json.dumps([n.node_id for n in rows if not n.is_head_node]))
+"""
 
-    actors = list_actors(address=cluster.dashboard, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
-    return {a.actor_id: a.node_id for a in actors if a.class_name == "MemberWorker"}
+
+def _state(cluster: Any, kind: str) -> Any:
+    """The cluster's state API, asked from a fresh process with the cluster's token: Ray caches the first auth
+    token a process reads, so asking from this one would send the token of a cluster an earlier test started."""
+    result = subprocess.run(
+        [sys.executable, "-c", _STATE_QUERY, cluster.dashboard, kind],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _member_nodes(cluster: Any) -> dict[str, str]:
+    """Alive MemberWorker actors and the node each runs on."""
+    return dict(_state(cluster, "actors"))
 
 
 def _worker_node(cluster: Any) -> str:
-    from ray.util.state import list_nodes
-
-    nodes = list_nodes(address=cluster.dashboard, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
-    (worker,) = [n.node_id for n in nodes if not n.is_head_node]
-    return worker
+    (worker,) = _state(cluster, "nodes")
+    return str(worker)
 
 
-def test_losing_the_node_under_a_member_restores_every_member_and_the_front(tmp_path: Path, monkeypatch) -> None:
+def test_losing_the_node_under_a_member_restores_every_member_and_the_front(tmp_path: Path) -> None:
     with local_ray_cluster(tmp_path / "home", worker_cpus=(1,), head_cpus=4) as cluster:
-        # This process reads the cluster's state API (where the members run) with the cluster's token.
-        monkeypatch.setenv("RAY_AUTH_MODE", "token")
-        monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "home" / ".ray" / "auth_token"))
         # The front to match: the same search, nothing removed.
         uninterrupted = _run(_config(tmp_path, "whole"), cluster, tmp_path)
         output, _ = uninterrupted.communicate(timeout=RUN_TIMEOUT_S)

@@ -1,4 +1,4 @@
-"""The README's whole path, as a user runs it: `run` -> `front` -> `select --knee --register` ->
+"""The whole path of docs/serving.md, as a user runs it: `run` -> `front` -> `select --knee --register` ->
 `mlflow models serve` -> POST /invocations (slow: a real Ray search and a real model server)."""
 
 from __future__ import annotations

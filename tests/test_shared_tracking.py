@@ -1,7 +1,7 @@
 """A team's shared tracking server, end to end: `mlflow server --app-name basic-auth` on PostgreSQL with
 proxied artifacts in a shared folder, and a real search logging to it (slow: PostgreSQL, MLflow, Ray).
 
-The setup is the README's "Shared tracking" section: runs in PostgreSQL, artifacts under
+The setup is docs/clusters.md's "Shared tracking" section: runs in PostgreSQL, artifacts under
 `--artifacts-destination` (a folder standing for the shared storage), users authenticated by basic-auth, clients
 configured only by the standard `MLFLOW_TRACKING_URI` / `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`.
 """

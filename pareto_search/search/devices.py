@@ -57,7 +57,7 @@ def check_torch_has_cuda(resources: ResourcesConfig) -> None:
     )
     raise ConfigError(
         f"`resources.gpus_per_trial` is {resources.gpus_per_trial:g} but {why}: its trials would train on the CPU; "
-        "install a CUDA build of torch into .venv (README: GPUs and clusters) or set it to 0"
+        "install a CUDA build of torch into .venv (docs/clusters.md) or set it to 0"
     )
 
 
