@@ -239,6 +239,13 @@ METHODS: dict[str, Method] = {
             "whole budget",
         ),
         Method("tune-asha", "peer", "tune-asha", "Ray Tune ASHA on a weighted sum with sampled weights, K=1"),
+        Method(
+            "psl",
+            "ours",
+            "psl",
+            "`method: psl` as it ships: one preference-conditioned network, P preferences drawn per step (P "
+            "model-epochs an epoch), Adam lr 1e-3, budget / P epochs; each epoch its N evaluation preferences",
+        ),
         Method("libmoon-epo", "peer", "libmoon", "LibMOON 0.1.11 CoreEPO, K models per run", solver="epo"),
         Method("libmoon-pmtl", "peer", "libmoon", "LibMOON 0.1.11 PMTL, K models per run", solver="pmtl"),
         Method("epo", "peer", "trainer", "our EPO solver, K per run (LibMOON stand-in)", solver="epo"),
@@ -397,7 +404,7 @@ METHODS: dict[str, Method] = {
     )
 }
 # Our EPO/PMTL only stand in for LibMOON; the rows added with the held-out protocol run there (and on request).
-HELDOUT_ONLY = ("optuna-tpe-expert", "optuna-nsga2-expert", "optuna-probe-tpe", "single-model", "mt2o-default")
+HELDOUT_ONLY = ("optuna-tpe-expert", "optuna-nsga2-expert", "optuna-probe-tpe", "single-model", "mt2o-default", "psl")
 DEFAULT_METHODS = [m for m in METHODS if m not in ("epo", "pmtl", *HELDOUT_ONLY)]
 
 
@@ -434,10 +441,17 @@ class BudgetCounter:
         self.spent += model_epochs
         self.events.append({"cum": self.spent, "t": time.perf_counter() - self.started, "points": []})
 
-    def add(self, run: str, values: Sequence[Sequence[float]], test: Sequence[Sequence[float]] | None = None) -> None:
+    def add(
+        self,
+        run: str,
+        values: Sequence[Sequence[float]],
+        test: Sequence[Sequence[float]] | None = None,
+        cost: int | None = None,
+    ) -> None:
         """One epoch of ``run``'s members: their validation points (and, when given, the same models on test:
-        recorded for the report only, never used to choose anything)."""
-        self.spent += len(values)
+        recorded for the report only, never used to choose anything). It costs one model-epoch per member, or
+        ``cost`` (a PSL network's epoch trains P preferences per example and shows N points)."""
+        self.spent += len(values) if cost is None else cost
         points = [[f"{run}/m{k}", [float(v) for v in row]] for k, row in enumerate(values)]
         event: dict[str, Any] = {"cum": self.spent, "t": time.perf_counter() - self.started, "points": points}
         if test is not None:
@@ -526,7 +540,7 @@ def ratio_line(ratio: float, peer: str, problem: str) -> str:
 
 
 RAY_RUNNERS = ("service", "tune-asha")  # the runners whose trials share --slots; the others run one model at a time
-POOL_RUNNERS = ("optuna", "trainer", "libmoon", "single")  # one model (or one population) at a time, in the pool
+POOL_RUNNERS = ("optuna", "trainer", "libmoon", "single", "psl")  # one model (or one population) at a time, in the pool
 
 
 def job_slots(job: dict[str, Any]) -> int:
@@ -698,6 +712,42 @@ def run_single_model(job: dict[str, Any]) -> dict[str, Any]:
     return _record(job, counter, 1, f"Adam lr {SINGLE_MODEL_LR:g}, {job['budget']} epochs")
 
 
+def run_psl(job: dict[str, Any]) -> dict[str, Any]:
+    """`method: psl` at its preset: one conditioned network trained budget // P epochs, each epoch charged the P
+    preferences it trains per example and showing its N evaluation points. Adam at 1e-3, like the single model:
+    PSL has no population of learning rates to search over, and its preset names none."""
+    import torch
+
+    from trials.loop import Trainer
+    from trials.presets import PSL
+    from trials.spec import TrialSpec
+
+    torch.set_num_threads(1)
+    problem = _problem(job)
+    names = _objective_names(problem)
+    counter = BudgetCounter(job["budget"])
+    samples = int(PSL.population["psl"]["samples"])
+    spec = TrialSpec.from_dict(
+        {
+            "problem": job["problem"],
+            "problem_args": PROBLEMS[job["problem"]].args(job["n_train"]),
+            "solver": PSL.solver,
+            "population": PSL.population,
+            "optimizer": {"name": "adam", "lr": SINGLE_MODEL_LR},
+            "epochs": max(1, job["budget"] // samples),
+            "seed": job["seed"] * 1000,
+        }
+    )
+    trainer = Trainer(spec, problem=problem, num_threads=1)
+    per_epoch = int(trainer.population.model_epochs_per_epoch)
+    while not trainer.done and not counter.exhausted:
+        report = trainer.train_epoch()
+        values = [[m.metrics[n] for n in names] for m in report.members]
+        counter.add("psl", values, _test_rows(trainer, names), cost=per_epoch)
+    note = f"P = {per_epoch}, {len(trainer.population)} points an epoch, {trainer.epoch} epochs, Adam lr 1e-3"
+    return _record(job, counter, 1, note)
+
+
 def run_trainer_population(job: dict[str, Any]) -> dict[str, Any]:
     """Our EPO / PMTL solvers as LibMOON's stand-ins: runs of K members, a learning rate drawn per run."""
     import torch
@@ -799,7 +849,7 @@ def run_pool_job(job: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         runners = {"optuna": run_optuna, "trainer": run_trainer_population, "libmoon": run_libmoon}
-        runner = {**runners, "single": run_single_model}[job["runner"]]
+        runner = {**runners, "single": run_single_model, "psl": run_psl}[job["runner"]]
         record = runner(job)
     except Exception as exc:  # a failing run is recorded, the others go on
         record = {**job, "events": [], "slots": 1, "note": "", "error": f"{type(exc).__name__}: {exc}"[:400]}
