@@ -253,3 +253,17 @@ def test_expert_samplers_are_sized_to_the_budget() -> None:
     assert tpe._n_startup_trials == 4 and tpe._multivariate
     assert vs_peers.optuna_sampler("tpe", False, 0, 10)._n_startup_trials == 10  # what a user gets by default
     assert vs_peers.optuna_sampler("nsga2", True, 0, 10)._population_size == 5
+
+
+def test_the_psl_row_is_charged_what_it_trains_not_the_points_it_shows() -> None:
+    """One PSL network's epoch trains P preferences per example (P model-epochs) and shows N points: the budget
+    counts P per epoch, so 50 model-epochs buy 12 epochs at P = 4, each with the preset's N points."""
+    job = {"problem": "toy2d", "n_train": 0, "seed": 0, "budget": 50, "method": "psl", "runner": "psl"}
+    record = vs_peers.run_psl(job)
+    events = record["events"]
+    assert [e["cum"] for e in events] == [4 * (i + 1) for i in range(12)]
+    assert all(len(e["points"]) == 11 and len(e["test"]) == 11 for e in events)
+    # the points are a trade-off, not one model shown eleven times: the two ends differ on each objective
+    last = [values for _, values in events[-1]["points"]]
+    assert max(v[0] for v in last) - min(v[0] for v in last) > 0.1
+    assert max(v[1] for v in last) - min(v[1] for v in last) > 0.1
