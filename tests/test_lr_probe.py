@@ -289,3 +289,22 @@ def test_candidates_trained_in_the_driver_are_the_tasks_points_and_failures(tmp_
     lines: list[str] = []
     _, (result,) = run_probes(failing, log=lines.append, here=True)
     assert result.points[2] is None and any("probe lr 10 failed: RuntimeError: simulated crash" in x for x in lines)
+
+
+def test_a_psl_entry_probes_its_conditioned_model_and_is_charged_its_preferences(tmp_path) -> None:
+    """A Pareto set learning entry's candidate is the conditioned model its trials train (a hypernetwork's rate is
+    not a plain network's), scored at its evaluation preference nearest equal weights; each candidate-epoch costs
+    the P preferences it draws per example."""
+    solvers = [{"method": "psl", "optimizer": {"name": "adam", "lr": {"probe": [0.003, 0.03, 2]}}}]
+    plan = make_plan(parse_config(_config(tmp_path, solvers=solvers, epochs=2)))
+    spec = probe_spec(plan.config, 0, 0.01)
+    assert spec.population.psl is not None and spec.population.psl.samples == 4
+    trainer = Trainer(spec)
+    assert len(trainer.population.members) == 11  # the preset's N evaluation preferences, not one plain model
+    report = trainer.train_epoch()
+    middle = next(m for m in report.members if m.preference == [0.5, 0.5])
+    names = ("f1", "f2")
+    assert lr_probe._train(spec, 1, names, 1) == tuple(middle.metrics[n] for n in names)
+    _, (result,) = run_probes(plan, log=lambda line: None, here=True)
+    assert result.per_epoch == 4 and result.model_epochs == 2 * PROBE_EPOCHS * 4
+    assert ProbeResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result

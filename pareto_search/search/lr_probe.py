@@ -74,10 +74,12 @@ class ProbeResult:
     # How many of the candidates this entry's probe trained itself; the others were the same models as an earlier
     # entry's candidates (equal probe specs) and were trained once, for both. None: all of them.
     trained: int | None = None
+    # Model-epochs of one candidate's epoch: 1, or a Pareto set learning model's P preferences drawn per example.
+    per_epoch: int = 1
 
     @property
     def model_epochs(self) -> int:
-        return (len(self.candidates) if self.trained is None else self.trained) * self.epochs
+        return (len(self.candidates) if self.trained is None else self.trained) * self.epochs * self.per_epoch
 
     def where(self) -> str:
         return f"solvers[{self.entry}].{'.'.join(PROBE_PATH)}"
@@ -107,6 +109,7 @@ class ProbeResult:
             chosen=float(data["chosen"]),
             epochs=int(data.get("epochs", PROBE_EPOCHS)),
             trained=None if data.get("trained") is None else int(data["trained"]),
+            per_epoch=int(data.get("per_epoch", 1)),
         )
 
 
@@ -122,10 +125,16 @@ def pending_probes(config: SearchConfig) -> list[tuple[int, Distribution]]:
 
 def probe_spec(config: SearchConfig, index: int, lr: float) -> TrialSpec:
     """One candidate: entry ``index`` as one model at equal task weights; values the entry samples sit at the
-    first value of their distribution (as the config's validation has them)."""
+    first value of their distribution (as the config's validation has them). A Pareto set learning entry keeps its
+    conditioned model (what its trials train: a hypernetwork's rate is not a plain network's), scored at its
+    evaluation preference nearest equal weights (``_train``)."""
     entry = config.solvers[index]
     sample = first_values(entry.space())
-    sample["population"] = {"size": 1}  # one model, the centre preference
+    population = sample.get("population") or {}
+    if population.get("psl") is not None:
+        sample["population"] = {"size": 1, "psl": population["psl"]}
+    else:
+        sample["population"] = {"size": 1}  # one model, the centre preference
     sample["optimizer"] = {**sample["optimizer"], "lr": lr}
     return config.trial_spec(index, sample, config.seed)
 
@@ -139,7 +148,10 @@ def _train(spec: TrialSpec, epochs: int, names: tuple[str, ...], threads: int) -
     for _ in range(min(epochs, spec.epochs)):
         report = trainer.train_epoch()
     assert report is not None  # epochs >= 1
-    return tuple(float(report.members[0].metrics[name]) for name in names)
+    # One member, or a conditioned model's evaluation preferences: the one nearest equal weights
+    equal = 1.0 / len(report.members[0].preference)
+    member = min(report.members, key=lambda m: sum((w - equal) ** 2 for w in m.preference))
+    return tuple(float(member.metrics[name]) for name in names)
 
 
 def _train_candidate(spec: TrialSpec, epochs: int, names: tuple[str, ...], threads: int) -> Any:
@@ -216,7 +228,11 @@ def run_probes(
             )
         scores, best = choose(plan, points)
         trained = None if trained_by[index] == len(candidates) else trained_by[index]
-        result = ProbeResult(index, candidates, tuple(points), tuple(scores), candidates[best], trained=trained)
+        psl = specs[0].population.psl
+        per_epoch = psl.samples if psl is not None else 1
+        result = ProbeResult(
+            index, candidates, tuple(points), tuple(scores), candidates[best], trained=trained, per_epoch=per_epoch
+        )
         log(f"[{plan.name}] {result.line()}")
         config_data["solvers"][index]["optimizer"]["lr"] = result.chosen
         results.append(result)
