@@ -176,6 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     problems = commands.add_parser("problems", help="list the built-in problems (a config's `problem.name`)")
     problems.add_argument("--format", choices=["table", "json"], default="table")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve a registered model (`mlflow models serve` from this environment) until Ctrl-C / SIGTERM",
+        description="Serve MODEL (NAME: its latest version, NAME@ALIAS, NAME/VERSION) from the MLflow registry "
+        "`select --register` wrote to, at http://HOST:PORT/invocations, in the foreground.",
+    )
+    serve.add_argument("model", metavar="MODEL[@ALIAS]")
+    serve.add_argument("--port", type=int, default=5000, help="default: 5000")
+    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine only)")
+    serve.add_argument("--tracking-uri", help="the model's store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    serve.add_argument("--workers", type=int, help="uvicorn workers, each with its own copy of the model (default: 1)")
     return parser
 
 
@@ -564,6 +576,16 @@ def _cmd_problems(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from pareto_search.serving.serve import StoreUnreachable, serve
+
+    try:
+        return serve(args.model, host=args.host, port=args.port, tracking_uri=args.tracking_uri, workers=args.workers)
+    except StoreUnreachable as exc:
+        print(f"pareto-search serve: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
 COMMANDS = {
     "run": _cmd_run,
     "resume": _cmd_resume,
@@ -578,6 +600,7 @@ COMMANDS = {
     "list": _cmd_list,
     "solvers": _cmd_solvers,
     "problems": _cmd_problems,
+    "serve": _cmd_serve,
 }
 
 

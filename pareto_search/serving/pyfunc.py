@@ -62,15 +62,55 @@ class BadRequest(MlflowException):
         return self._reason
 
 
-def _bad_request(message: str) -> MlflowException:
+def _bad_request(message: str, error_class: str | None = None) -> MlflowException:
     # INVALID_PARAMETER_VALUE is what MLflow's scoring server turns into HTTP 400 with this message.
-    return BadRequest(message, error_code=INVALID_PARAMETER_VALUE)
+    return BadRequest(message, error_code=INVALID_PARAMETER_VALUE, error_class=error_class)
+
+
+# A reason quoted from MLflow's schema check is cut here: some of its messages embed the input itself.
+_MAX_REASON_CHARS = 300
+
+
+def _schema_reason_first() -> None:
+    """Make an input that does not fit the model's signature (wrong shape, wrong type) a 400 whose message is the
+    reason: MLflow checks the signature before `predict` runs, and its message begins with the whole request's
+    data twice ("Failed to predict data '<inputs>'. Error: Failed to enforce schema of data '<inputs>' with
+    schema ... Error: <reason>"), so the reason came last, after up to thousands of numbers.
+
+    MLflow calls `mlflow.pyfunc._validate_prediction_input` for every prediction; it is wrapped (once per process,
+    when a model of ours loads: a server process serves only it) to run the same schema check, `_enforce_schema`,
+    itself and raise `BadRequest` with the reason alone; the rest (params) is MLflow's own code. Should a later
+    MLflow rename these, nothing is wrapped and MLflow's message stands (tests/test_serve_command.py notices)."""
+    import mlflow.pyfunc as pyfunc_module
+
+    original = getattr(pyfunc_module, "_validate_prediction_input", None)
+    enforce = getattr(pyfunc_module, "_enforce_schema", None)
+    if original is None or enforce is None or getattr(original, "_reason_first", False):
+        return
+    from mlflow.environment_variables import MLFLOW_DISABLE_SCHEMA_DETAILS
+
+    def validate(data: Any, params: Any, input_schema: Any, params_schema: Any, flavor: Any = None) -> Any:
+        if input_schema is not None and not MLFLOW_DISABLE_SCHEMA_DETAILS.get():  # that setting hides details
+            try:
+                data = enforce(data, input_schema, flavor)
+            except Exception as exc:
+                reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+                raise _bad_request(
+                    f"inputs: {reason[:_MAX_REASON_CHARS].rstrip('.')}; the model takes {input_schema}",
+                    error_class="SCHEMA_ENFORCEMENT_FAILED",
+                ) from None
+            input_schema = None  # checked: MLflow's own call below only checks the params
+        return original(data, params, input_schema, params_schema, flavor)
+
+    validate._reason_first = True  # type: ignore[attr-defined]
+    pyfunc_module._validate_prediction_input = validate
 
 
 class ParetoModel(mlflow.pyfunc.PythonModel):
     """Front members of a search behind one `predict`."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        _schema_reason_first()
         manifest = json.loads(Path(context.artifacts[MEMBERS_ARTIFACT]).read_text())
         weights_dir = Path(context.artifacts[WEIGHTS_ARTIFACT])
         self.network = NetworkSpec.from_json(manifest["network"])
