@@ -428,8 +428,10 @@ def _cmd_select(args: argparse.Namespace) -> int:
             f"\n{what} {verb} '{version.name}' version {version.version}"
             + (f", alias @{version.alias}" if version.alias else "")
             + f" ({published.seconds:.1f} s)"
-            + f"\nserve it:  MLFLOW_TRACKING_URI={published.tracking_uri} mlflow models serve -m {version.model_uri} "
-            "--env-manager local --host 127.0.0.1 --port 5001" + f"\nMLflow UI: {published.ui_link}"
+            + "\nserve it:  pareto-search serve "
+            + (f"{version.name}@{version.alias}" if version.alias else f"{version.name}/{version.version}")
+            + f" --tracking-uri {published.tracking_uri} --port 5001"
+            + f"\nMLflow UI: {published.ui_link}"
         )
     print(json.dumps(payload, indent=2) if args.format == "json" else text)
     return 0
