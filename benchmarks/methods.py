@@ -74,8 +74,8 @@ ADAM = OptimizerSpec(name="adam", lr=3e-3)
 # chance (train losses 2.30/2.30 = ln 10) from epoch 3 to 6 after its first-phase losses rose to
 # 3.5; SGD 0.01 trained every member too slowly to compare (HV 0.39 after 6 epochs).
 SGD = OptimizerSpec(name="sgd", lr=0.05, momentum=0.9)
-# AdaTask's shared update is the *sum* of T per-task Adam steps (methods.md §4), up to T = 2
-# times the step of plain Adam at the same lr: halved so its shared step matches the others'.
+# AdaTask's shared update is the *sum* of T per-task Adam steps (docs/methods.md, Implementation notes,
+# AdaTask), up to T = 2 times the step of plain Adam at the same lr: halved so its shared step matches the others'.
 ADATASK_ADAM = OptimizerSpec(name="adam", lr=1.5e-3)
 
 POPULATION_SIZE = 5  # K of the population methods, as in the issue (MT2O with K=5)
@@ -104,9 +104,7 @@ class Method:
             problem_args=problem_args,
             solver=self.solver,
             solver_args=self.solver_args,
-            population=PopulationSpec(
-                size=self.size, transfer=TransferSpec(eps0=self.eps0, mode=self.transfer_mode)
-            ),
+            population=PopulationSpec(size=self.size, transfer=TransferSpec(eps0=self.eps0, mode=self.transfer_mode)),
             optimizer=self.optimizer,
             epochs=epochs,
             seed=seed,
@@ -473,7 +471,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--datasets", type=_csv, default=["multi_mnist", "multi_fashion"])
     default_methods = [k for k in table if not k.startswith("mt2o-")]
     parser.add_argument(
-        "--methods", type=_csv, default=default_methods,
+        "--methods",
+        type=_csv,
+        default=default_methods,
         help=f"comma-separated; --list shows them; '{ABLATION}' = MT2O's ε0 ablation",
     )
     parser.add_argument("--epochs", type=int, default=12)  # 6 stops before HV flattens (+2 %/epoch)

@@ -50,7 +50,8 @@ DATASETS: dict[str, str] = {
     "multi_mnist": "multi_mnist",
     "multi_fashion": "multi_fashion",
     "multi_fashion_mnist": "multi_fashion_mnist",
-    # MMoE-style two-task regression with conflicting targets (task correlation −0.5): data.md's synthetic set
+    # MMoE-style two-task regression with conflicting targets (task correlation −0.5): docs/problems.md,
+    # "Synthetic regression with a controllable task correlation"
     "regression": "examples.plugin_problem:make",
 }
 # "full": the usual training size of the Multi-* benchmarks (60k composites, Sener & Koltun 2018; offline the

@@ -3,7 +3,7 @@
 Everything else in the service (tracking, selection, the CLI) talks to this module, so a test can check
 the import boundary and a change of Pareto library touches one file.
 
-Conventions (see design.md):
+Conventions (see docs/conventions.md):
 
 - Values given by users and stored in files are in each objective's own direction ("min" or "max").
   Internally every objective is minimized: the *minimization form* negates maximized objectives.
@@ -60,7 +60,8 @@ Direction = Literal["min", "max"]
 DIRECTIONS: tuple[str, ...] = get_args(Direction)
 
 # Exact HV (pymoo -> moocore) is fast up to 5 objectives (1000 points: 10 ms at 5); at 6 objectives x 1000
-# points it takes 2 s and 8 x 200 takes 18 s (measured, data.md), too slow to log after every trial.
+# points it takes 2 s and 8 x 200 takes 18 s (measured: docs/conventions.md, "The hypervolume"), too slow to log
+# after every trial.
 EXACT_HV_MAX_OBJECTIVES = 5
 # moocore's default sample count: ~0.1 s for 6 objectives x 200 points, relative error ~1e-4 measured here.
 HV_APPROX_NSAMPLES = 262_144

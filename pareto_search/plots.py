@@ -1,6 +1,6 @@
 """Plots of fronts and matrices: the one module that imports matplotlib and plotly.
 
-Inputs follow the service's conventions (design.md): `objectives` is `[(name, "min"|"max"), ...]` and every
+Inputs follow the service's conventions (docs/conventions.md): `objectives` is `[(name, "min"|"max"), ...]` and every
 value (points, reference point, exact front) is in its objective's own direction, so the axes show what the
 user configured (an accuracy goes up, a loss goes down) and the labels say which way is better. Which points
 are non-dominated is decided in the minimization form by `pareto_search.pareto` (no Pareto math here).
@@ -482,7 +482,8 @@ def heatmap_png(
 
 
 def labels_from_front_points(points: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Hover labels from the `points` of a front JSON (design.md): trial, member, solver, preference."""
+    """Hover labels from the `points` of a front JSON (docs/conventions.md, "The front file"): trial, member,
+    solver, preference."""
     labels = []
     for p in points:
         pref = p.get("preference")

@@ -340,9 +340,10 @@ def test_default_data_dir_follows_the_environment(tmp_path: Path, monkeypatch: p
 def test_equal_weights_training_reaches_085_on_both_tasks(real_mnist: MultiMNIST) -> None:
     """Equal weights (0.5 each), Adam lr 3e-3, 5 epochs of 10k composites, batch 256.
 
-    Adam 1e-3 reached 0.872/0.835 here (below the bar; data.md's 0.89/0.88 came from a larger
-    base pool), SGD 0.01 + momentum 0.9 0.74/0.72; lr 3e-3 gave 0.917/0.872 and 0.904/0.890 on
-    two seeds (5e-3: 0.914/0.888, 0.910/0.904). Training-only throughput printed for the record.
+    Adam 1e-3 reached 0.872/0.835 here (below the bar; the 0.89/0.88 of the measured baseline in
+    docs/problems.md came from a larger base pool), SGD 0.01 + momentum 0.9 0.74/0.72; lr 3e-3 gave
+    0.917/0.872 and 0.904/0.890 on two seeds (5e-3: 0.914/0.888, 0.910/0.904). Training-only
+    throughput printed for the record.
     """
     problem = real_mnist
     threads = torch.get_num_threads()

@@ -92,7 +92,8 @@ def test_stored_hypervolumes_match_numerical_integration(name: str) -> None:
         assert stored - 1e-3 < sampled < stored
 
 
-def test_hypervolumes_agree_with_data_md() -> None:
+def test_hypervolumes_agree_with_the_documented_exact_values() -> None:
+    """The exact HVs listed in docs/problems.md, "Synthetic problems with exact fronts"."""
     assert Toy2D.exact_front is not None and ZDT1.exact_front is not None and ZDT2.exact_front is not None
     assert Toy2D.exact_front.hypervolumes[(1.0, 1.0)] == pytest.approx(0.342116, abs=1e-6)
     assert ZDT1.exact_front.hypervolumes == pytest.approx({(1.0, 1.0): 2 / 3, (1.1, 1.1): 0.876667}, abs=1e-6)

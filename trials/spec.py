@@ -219,8 +219,9 @@ class PopulationSpec:
     execution: Execution = "auto"
     # How far the generated preferences are pulled toward equal weights: row ← (1 − interior)·row + interior/T.
     # 0 keeps the ends/corners, whose members train one task alone (the single-task optima: at a reference point
-    # of worst acceptable values they add little HV); 0.3 spends them on trade-offs instead (vs_peers.py, issue 13:
-    # related3 HV 18.5 → 23.5 for K = 6 without transfer). Explicit `preferences` are used as given.
+    # of worst acceptable values they add little HV); 0.3 spends them on trade-offs instead (measured with
+    # benchmarks/vs_peers.py: related3 HV 18.5 → 23.5 for K = 6 without transfer).
+    # Explicit `preferences` are used as given.
     interior: float = 0.0
     # How the generated preferences change from one trial of a search entry to the next (TrialSpec.repeat):
     # "same" trains every trial on the same K; "fill" gives trial r >= 1 the K directions farthest from every

@@ -250,11 +250,13 @@ class MultiMNIST(Problem):
 
 # ---------------------------------------------------------------------------------------------
 # Factories (the registry's entries). Defaults:
-#   n_train=10_000: the training-set size of the measured baseline in data.md (≈0.8 s per epoch
-#     on 2 CPU threads), small enough for a population of members per trial; n_val = n_test =
-#     2_000 composites: accuracy to about ±1 % (binomial s.e. at 0.9 is 0.7 %).
-#   batch_size=256: the setting data.md measured (0.89/0.88 in 5 epochs); eval_batch_size=1_000
-#     keeps evaluation memory at ~40 MB of conv activations.
+#   n_train=10_000: the training-set size of the measured baseline (docs/problems.md, "Multi-MNIST,
+#     Multi-Fashion and Multi-(Fashion+MNIST)"; ≈0.8 s per epoch on 2 CPU threads), small enough for a
+#     population of members per trial; n_val = n_test = 2_000 composites: accuracy to about ±1 %
+#     (binomial s.e. at 0.9 is 0.7 %).
+#   batch_size=256: the setting of the baseline measured there (0.917/0.872 with Adam 3e-3 in 5 epochs
+#     on the npm digits; ≈0.89/0.88 from a larger base pool); eval_batch_size=1_000 keeps evaluation
+#     memory at ~40 MB of conv activations.
 #   seed=0: the composition seed (which base images pair up); composites are a deterministic
 #     function of the seed and the data source.
 #   source="auto": offline sources first, then torchvision; data_dir=None: $PARETO_SEARCH_DATA

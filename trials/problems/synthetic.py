@@ -108,7 +108,7 @@ def _toy2d_front(num: int) -> np.ndarray:
 #   HV = ∫_{-1}^{1} e^{-(1+t)^2}·2(1-t)e^{-(1-t)^2} dt + (1 - f1(-1))
 #      = 2e^{-2} ∫_{-1}^{1} (1-t) e^{-2t^2} dt + e^{-4} = e^{-2} √(2π) erf(√2) + e^{-4}
 # (the odd part integrates to 0; e^{-4} is the strip f1 ∈ [1 - e^{-4}, 1] dominated by (1-e^{-4}, 0)).
-# = 0.342115593..., data.md rounds it to 0.342116; tests check it against numerical integration.
+# = 0.342115593..., docs/problems.md rounds it to 0.342116; tests check it against numerical integration.
 TOY2D_HV_11 = math.exp(-2.0) * math.sqrt(2.0 * math.pi) * math.erf(math.sqrt(2.0)) + math.exp(-4.0)
 
 

@@ -14,9 +14,10 @@ from trials.gradients import assign_flat_gradient, backward_heads
 from trials.min_norm import gram_matrix, min_norm_weights
 from trials.solvers.base import Hyperparameters, Needs, Solver, StepContext, require
 
-# Guards (methods.md §2): a zero gradient has no direction, a zero window sum no ratio, a zero
-# loss no logarithm. The floors sit far below any value training produces, so they only keep
-# the arithmetic finite; a floored loss gives log10 = −12, i.e. the smallest tension 1 − α.
+# Guards (docs/methods.md, Implementation notes, CDTT): a zero gradient has no direction, a zero
+# window sum no ratio, a zero loss no logarithm. The floors sit far below any value training
+# produces, so they only keep the arithmetic finite; a floored loss gives log10 = −12, i.e. the
+# smallest tension 1 − α.
 NORM_FLOOR = 1e-12
 LOSS_FLOOR = 1e-12
 
@@ -91,8 +92,8 @@ def rotate_into_half_space(d: Tensor, g: Tensor) -> Tensor:
 
 
 class CDTT(Solver):
-    """Central direction with task tensioners, step by step as ``methods.md`` §2 (from the
-    authors' code):
+    """Central direction with task tensioners, step by step as docs/methods.md, Implementation
+    notes, CDTT (from the authors' code):
 
     1. b: the min-norm direction of the *normalized* task gradients, rescaled by γ (MGDA's
        "central" direction with the length of a harmonic mean of the gradient norms).
