@@ -36,6 +36,14 @@ log-uniform in the same range ``--lr-range``):
   an Adam step on the weighted loss; runs of K models with a learning rate drawn from the range until the
   budget is spent. LibMOON's PMTL is written for two objectives only: on a 3-task problem our ``pmtl`` stands in
   and the record says so. Without the LibMOON venv our ``epo`` / ``pmtl`` solvers (K = 5) stand in, said so.
+- ``libmoon-psl`` (on request): LibMOON 0.1.11's own Pareto set learning for MTL, as its
+  ``solver/psl/run_mtl_psl.py`` runs it: its ``HyperNet([9, 5])`` generates the weights of its ``LeNetTarget([9, 5])``
+  (LibMOON's classes, imported), one preference a step from Dirichlet(1, 1), loss = preference · its
+  ``CrossEntropyLoss`` pair, Adam at its default lr 1e-3, on our batches. One preference a step is one model-epoch
+  an epoch, so ``budget`` epochs; each epoch the hypernetwork is evaluated at 11 evenly spaced preferences (11
+  points). Its target network takes 1 x 36 x 36 images only (conv 9, pool, conv 5, pool: the 5 x 5 latent its
+  hypernetwork is built for): the Multi-* problems; elsewhere the row is refused in one line, and without the
+  LibMOON venv too (no stand-in).
 - ours, through the real service (``pareto_search.search.runner.run_search``: its Tune set-up, trainable,
   scheduler and global front), the configuration a user writes without tuning: ``method: mt2o`` (the rows
   name their K: the preset's K = 3 with ``across_trials: fill`` since 2026-12-06; K = 5 before, and K = 6, a
@@ -248,6 +256,14 @@ METHODS: dict[str, Method] = {
         ),
         Method("libmoon-epo", "peer", "libmoon", "LibMOON 0.1.11 CoreEPO, K models per run", solver="epo"),
         Method("libmoon-pmtl", "peer", "libmoon", "LibMOON 0.1.11 PMTL, K models per run", solver="pmtl"),
+        Method(
+            "libmoon-psl",
+            "peer",
+            "libmoon",
+            "LibMOON 0.1.11 PSL (run_mtl_psl.py): its HyperNet -> LeNetTarget, one Dirichlet(1, 1) preference a step, "
+            "Adam lr 1e-3, budget epochs; each epoch 11 points (Multi-* only)",
+            solver="psl",
+        ),
         Method("epo", "peer", "trainer", "our EPO solver, K per run (LibMOON stand-in)", solver="epo"),
         Method("pmtl", "peer", "trainer", "our PMTL solver, K per run (LibMOON stand-in)", solver="pmtl"),
         Method(
@@ -405,7 +421,11 @@ METHODS: dict[str, Method] = {
 }
 # Our EPO/PMTL only stand in for LibMOON; the rows added with the held-out protocol run there (and on request).
 HELDOUT_ONLY = ("optuna-tpe-expert", "optuna-nsga2-expert", "optuna-probe-tpe", "single-model", "mt2o-default", "psl")
-DEFAULT_METHODS = [m for m in METHODS if m not in ("epo", "pmtl", *HELDOUT_ONLY)]
+DEFAULT_METHODS = [m for m in METHODS if m not in ("epo", "pmtl", "libmoon-psl", *HELDOUT_ONLY)]
+# LibMOON's PSL ships one target network, a LeNet for 1 x 36 x 36 images: the problems whose inputs it takes.
+LIBMOON_PSL_PROBLEMS = ("multi_mnist", "multi_fashion", "multi_fashion_mnist")
+LIBMOON_PSL_INPUT = (1, 36, 36)
+LIBMOON_PSL_POINTS = 11  # evaluation preferences an epoch, evenly spaced on the 2-task simplex
 
 
 def population_size(num_tasks: int) -> int:
@@ -829,6 +849,83 @@ def libmoon_worker(job: dict[str, Any]) -> dict[str, Any]:
             counter.add(f"r{run}", rows, test)
         run += 1
     return _record(job, counter, 1, "LibMOON 0.1.11 (PyPI) in its own venv")
+
+
+def libmoon_psl_refusal(problem_name: str) -> str:
+    """Why ``libmoon-psl`` cannot run on ``problem_name``, in one line ('' where it can)."""
+    if problem_name in LIBMOON_PSL_PROBLEMS:
+        return ""
+    return (
+        f"libmoon-psl refused on {problem_name}: LibMOON's PSL ships a LeNet hypernetwork only (its LeNetTarget takes "
+        f"1x36x36 images: {', '.join(LIBMOON_PSL_PROBLEMS)})"
+    )
+
+
+def libmoon_psl_worker(job: dict[str, Any]) -> dict[str, Any]:
+    """Runs inside the LibMOON venv: LibMOON's PSL for MTL as solver/psl/run_mtl_psl.py trains it (its HyperNet and
+    LeNetTarget with kernels [9, 5], one Dirichlet(1, 1) preference a step, loss = preference · its CrossEntropyLoss
+    pair, Adam at lr 1e-3) on our problem's batches; each epoch the hypernetwork at 11 evenly spaced preferences."""
+    import numpy as np
+    import torch
+    from libmoon.problem.mtl.objectives import from_name
+    from libmoon.solver.psl.model.mtl import HyperNet, LeNetTarget
+
+    from trials.loop import epoch_generator
+
+    refusal = libmoon_psl_refusal(job["problem"])
+    if refusal:
+        raise ValueError(refusal)
+    torch.set_num_threads(1)
+    problem = _problem(job)
+    names = _objective_names(problem)
+    shape = tuple(problem.example_inputs(1).shape[1:])
+    if shape != LIBMOON_PSL_INPUT:
+        raise ValueError(f"LibMOON's LeNetTarget takes {LIBMOON_PSL_INPUT} inputs, {job['problem']} gives {shape}")
+
+    class Generated(torch.nn.Module):
+        """LibMOON's target network with the weights its hypernetwork generated for one preference: a module our
+        problem's evaluate can call."""
+
+        def __init__(self, net: Any, weights: dict[str, Any]) -> None:
+            super().__init__()
+            self.net, self.weights = net, weights
+
+        def forward(self, x: Any) -> Any:
+            return self.net(x, self.weights)
+
+    torch.manual_seed(job["seed"] * 1000)
+    np.random.seed(job["seed"] * 1000)  # run_mtl_psl.py draws its preferences from numpy's global generator
+    hnet, net = HyperNet([9, 5]), LeNetTarget([9, 5])  # run_mtl_psl.py's 'lenet' (its --ray-hidden 100 default)
+    loss_func_arr = from_name(names=["CrossEntropyLoss", "CrossEntropyLoss"], task_names=["l", "r"])
+    optimizer = torch.optim.Adam(hnet.parameters(), lr=SINGLE_MODEL_LR)  # its --lr default
+    gaps = LIBMOON_PSL_POINTS - 1
+    evaluation = [torch.tensor([i / gaps, 1 - i / gaps]) for i in range(gaps + 1)]
+    counter = BudgetCounter(job["budget"])
+    epoch = 0
+    while not counter.exhausted:
+        hnet.train()
+        for batch in problem.train_batches(epoch_generator(job["seed"], epoch)):
+            ray = torch.from_numpy(np.random.dirichlet((1, 1), 1).astype(np.float32).flatten())
+            weights = hnet(ray)
+            logits_l, logits_r = net(batch.inputs, weights)
+            batch_ = {"data": batch.inputs, "labels_l": batch.targets[0], "labels_r": batch.targets[1]}
+            batch_.update(logits_l=logits_l, logits_r=logits_r)
+            loss_arr = torch.stack([loss(**batch_) for loss in loss_func_arr])
+            optimizer.zero_grad()
+            (ray @ loss_arr).backward()
+            optimizer.step()
+        hnet.eval()
+        with torch.no_grad():
+            models = [Generated(net, hnet(pref)) for pref in evaluation]
+        rows = [[problem.evaluate(m, "val", torch.device("cpu"))[n] for n in names] for m in models]
+        test = [[problem.evaluate(m, "test", torch.device("cpu"))[n] for n in names] for m in models]
+        counter.add("psl", rows, test, cost=1)  # one preference a step: one model-epoch an epoch
+        epoch += 1
+    note = (
+        f"LibMOON 0.1.11 (PyPI) PSL in its own venv: HyperNet/LeNetTarget [9, 5], Dirichlet(1, 1), Adam lr 1e-3, "
+        f"{epoch} epochs, {LIBMOON_PSL_POINTS} points an epoch"
+    )
+    return _record(job, counter, 1, note)
 
 
 def run_libmoon(job: dict[str, Any]) -> dict[str, Any]:
@@ -1410,7 +1507,15 @@ def start_ray(slots: int, attempts: int = 3) -> None:
             print(f"Ray did not start ({str(exc).splitlines()[0][:120]}); attempt {attempt + 1} of {attempts}")
 
 
-def plan_jobs(args: argparse.Namespace, problem_name: str, num_tasks: int, libmoon_missing: str) -> list[dict]:
+def plan_jobs(
+    args: argparse.Namespace,
+    problem_name: str,
+    num_tasks: int,
+    libmoon_missing: str,
+    refused: list[str] | None = None,
+) -> list[dict]:
+    """The runs to make; a run that cannot be made (LibMOON's PSL off its image problems or without its venv) is
+    left out and its one-line reason appended to ``refused``."""
     setup = PROBLEMS[problem_name]
     lr = tuple(float(v) for v in args.lr_range.split(",")) if args.lr_range else setup.lr
     jobs = []
@@ -1437,6 +1542,13 @@ def plan_jobs(args: argparse.Namespace, problem_name: str, num_tasks: int, libmo
                 "commit": args.commit,
                 "protocol": args.protocol or "",
             }
+            if method.runner == "libmoon" and method.solver == "psl":  # no stand-in: ours is another method (psl)
+                why = libmoon_psl_refusal(problem_name)
+                why = why or (f"libmoon-psl refused: {libmoon_missing}" if libmoon_missing else "")
+                if why:
+                    if refused is not None and why not in refused:
+                        refused.append(why)
+                    continue
             # Where LibMOON cannot run this, our solver of the same name stands in (and the record says why).
             if method.runner == "libmoon" and (libmoon_missing or (method.solver == "pmtl" and num_tasks != 2)):
                 why = libmoon_missing or "LibMOON's PMTL code handles 2 objectives only"
@@ -1447,7 +1559,9 @@ def plan_jobs(args: argparse.Namespace, problem_name: str, num_tasks: int, libmo
 
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--libmoon-job":  # inside the LibMOON venv
-        print(json.dumps(libmoon_worker(json.loads(sys.argv[2]))), flush=True)
+        job = json.loads(sys.argv[2])
+        worker = libmoon_psl_worker if job.get("solver") == "psl" else libmoon_worker
+        print(json.dumps(worker(job)), flush=True)
         return 0
     args = parse_args(argv)
     if args.list:
@@ -1480,7 +1594,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from trials.problems import make_problem
 
     built = {p: make_problem(p, PROBLEMS[p].args(args.n_train)) for p in problems}
-    all_jobs = {p: plan_jobs(args, p, built[p].num_tasks, libmoon_missing) for p in problems}
+    refused: list[str] = []
+    all_jobs = {p: plan_jobs(args, p, built[p].num_tasks, libmoon_missing, refused) for p in problems}
+    for line in refused:
+        print(line, flush=True)
     todo = sum(_key(j) not in cache for jobs in all_jobs.values() for j in jobs)
     total = sum(len(j) for j in all_jobs.values())
     print(f"{total} runs, {total - todo} cached, {todo} to do", flush=True)
@@ -1545,6 +1662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = [f"## pareto_search vs peers ({time.strftime('%Y-%m-%d')})", "", f"command: `{' '.join(sys.argv)}`", ""]
     if libmoon_missing:
         lines += [f"LibMOON did not run: {libmoon_missing}; our EPO/PMTL stood in.", ""]
+    lines += [f"{line}." for line in refused] + ([""] if refused else [])
     files: list[Path] = []
     metrics: dict[str, float] = {}
     last: tuple[float, str, str] | None = None

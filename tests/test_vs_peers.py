@@ -267,3 +267,27 @@ def test_the_psl_row_is_charged_what_it_trains_not_the_points_it_shows() -> None
     last = [values for _, values in events[-1]["points"]]
     assert max(v[0] for v in last) - min(v[0] for v in last) > 0.1
     assert max(v[1] for v in last) - min(v[1] for v in last) > 0.1
+
+
+def test_libmoon_psl_is_libmoons_own_runner_and_is_refused_off_its_image_problems_in_one_line() -> None:
+    """LibMOON's PSL runs in LibMOON's venv (not here): its row exists with LibMOON's runner, and where its LeNet
+    target network cannot take the inputs (tabular, synthetic) the run is left out with one line naming the
+    problem; without the venv no stand-in takes its place."""
+    method = vs_peers.METHODS["libmoon-psl"]
+    assert (method.family, method.runner, method.solver) == ("peer", "libmoon", "psl")
+    assert "libmoon-psl" not in vs_peers.DEFAULT_METHODS  # on request only
+    for image in ("multi_mnist", "multi_fashion", "multi_fashion_mnist"):
+        assert vs_peers.libmoon_psl_refusal(image) == ""
+    for other in ("river_flow", "zdt1", "related3"):
+        why = vs_peers.libmoon_psl_refusal(other)
+        assert "\n" not in why and other in why and "LibMOON's PSL ships a LeNet hypernetwork only" in why
+    args = vs_peers.parse_args(["--problems", "zdt1", "--seeds", "0,1", "--methods", "libmoon-psl,libmoon-epo"])
+    args.digest, args.commit = "d", "c"
+    refused: list[str] = []
+    jobs = vs_peers.plan_jobs(args, "zdt1", 2, "", refused)
+    assert [j["method"] for j in jobs] == ["libmoon-epo", "libmoon-epo"]
+    assert refused == [vs_peers.libmoon_psl_refusal("zdt1")]  # one line, not one per seed
+    refused = []
+    jobs = vs_peers.plan_jobs(args, "multi_mnist", 2, "no LibMOON venv at /nowhere", refused)
+    assert [j["runner"] for j in jobs] == ["trainer", "trainer"]  # EPO's stand-in; PSL's row has none
+    assert refused == ["libmoon-psl refused: no LibMOON venv at /nowhere"]
