@@ -199,7 +199,12 @@ def rebase_moved_artifacts(tracking_uri: str) -> str | None:
                 old = text[: -len(suffix)] or "/"
                 if os.path.realpath(old) == os.path.realpath(folder):
                     continue
-                if root.is_dir() or not Path(old, ARTIFACTS_FOLDER).exists():
+                # A store opened from its own folder (a working folder moved or copied, resumed there) with its
+                # mlruns beside it, or one whose old artifact folder is gone. Never a store named from elsewhere
+                # whose artifacts still live where they were written (a shared sqlite file used from several
+                # folders): rewriting that one would point its runs at files that are not there.
+                here = os.path.realpath(folder) == os.path.realpath(os.getcwd())
+                if (root.is_dir() and here) or not Path(old, ARTIFACTS_FOLDER).exists():
                     olds.add(old)
             if not olds:
                 return None

@@ -198,6 +198,26 @@ def _finish(process: subprocess.Popen, limit_s: float = 400) -> str:
 
 
 @pytest.mark.slow
+def test_a_shared_store_named_from_elsewhere_keeps_its_artifact_paths(tmp_path, monkeypatch) -> None:
+    """A sqlite store named by an explicit URI from another folder, whose artifacts live in that folder's mlruns:
+    a `mlruns` beside the store is no reason to rewrite its paths (its runs would point at files not there)."""
+    shared, work = tmp_path / "shared", tmp_path / "work"
+    shared.mkdir()
+    work.mkdir()
+    (shared / "mlruns").mkdir()  # e.g. a server's artifact folder beside the file
+    monkeypatch.chdir(work)  # MLflow puts the artifacts in ./mlruns of this folder
+    tracker = SearchTracker(sqlite_store(shared), "shared")
+    run_id = tracker.start_search("s", {"a": 1})
+    tracker.log_text(run_id, "kept", "kept.txt")
+    tracker.end_run(run_id, "FINISHED")
+    assert (work / "mlruns").is_dir()  # the setting meant: artifacts written beside the command, not the store
+    again = SearchTracker(sqlite_store(shared), "shared")
+    assert again.moved_note is None
+    client = mlflow.MlflowClient(sqlite_store(shared))
+    assert client.get_run(run_id).info.artifact_uri.startswith(f"{work}/mlruns/")
+    assert Path(client.download_artifacts(run_id, "kept.txt", str(tmp_path))).read_text() == "kept"
+
+
 def test_select_register_from_another_folder_lands_in_the_searchs_own_store(tmp_path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
