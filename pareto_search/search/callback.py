@@ -70,16 +70,15 @@ def trial_params(trial_config: dict[str, Any]) -> dict[str, Any]:
     return {"variant": variant, **repeat, "seed": trial_config.get("seed"), **_flatten(values)}
 
 
-# Search name -> its plan file folder and tracking store, in the driver process that runs it. A restored
-# callback (unpickled from Tune's experiment state) takes its locations from here: a search resumed from a
-# moved or copied folder, or from shared storage, writes there (and to the store the resuming command resolved)
-# and never into the folder or the store it was started with.
-_LOCATIONS: dict[str, tuple[Location, str | None]] = {}
+# Search name -> its plan file folder, in the driver process that runs it. A restored callback (unpickled
+# from Tune's experiment state) takes its location from here: a search resumed from a moved or copied
+# folder, or from shared storage, writes there and never into the folder it was started in.
+_LOCATIONS: dict[str, Location] = {}
 
 
-def bind_location(search: str, files: Location, tracking_uri: str | None = None) -> None:
-    """Where the callbacks of `search` keep its files and track it in this process (run_search calls it first)."""
-    _LOCATIONS[search] = (files, tracking_uri)
+def bind_location(search: str, files: Location) -> None:
+    """Where the callbacks of `search` keep its files in this process (run_search calls it first)."""
+    _LOCATIONS[search] = files
 
 
 class SearchCallback(tune.Callback):
@@ -115,12 +114,9 @@ class SearchCallback(tune.Callback):
         self.__dict__.update(state)
         self._lock = threading.RLock()
         self._math_due = 0.0  # another process's clock
-        bound = _LOCATIONS.get(self.search)
-        if bound is not None:
-            files, tracking_uri = bound
+        files = _LOCATIONS.get(self.search)
+        if files is not None:
             self.front_path = files / self.front_path.name
-            if tracking_uri is not None:
-                self.tracking_uri = tracking_uri
 
     @property
     def front(self) -> GlobalFront:
