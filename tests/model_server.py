@@ -66,26 +66,30 @@ def model_server(
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + start_timeout_s
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"mlflow models serve exited with {process.returncode}:\n{tail(log.name)}")
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"mlflow models serve did not answer /ping within {start_timeout_s:.0f} s:\n{tail(log.name)}"
-                )
-            time.sleep(0.5)
+        wait_for_ping(url, process, start_timeout_s, log.name)
         yield ModelServer(url, process, time.monotonic() - started)
     finally:
         stop_process_group(process)
         log.close()
         Path(log.name).unlink(missing_ok=True)
+
+
+def wait_for_ping(url: str, process: subprocess.Popen, timeout_s: float, log: str) -> None:
+    """Until the server at `url` answers /ping with 200; bounded. A server process that exits, or no answer
+    within `timeout_s`, raises with the tail of its `log`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the model server exited with {process.returncode}:\n{tail(log)}")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the model server did not answer /ping within {timeout_s:.0f} s:\n{tail(log)}")
+        time.sleep(0.5)
 
 
 def invoke(url: str, body: bytes | dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -11,8 +11,6 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -21,7 +19,7 @@ import pytest
 
 from pareto_search.cli import main
 from pareto_search.serving.serve import ModelRef, parse_model
-from tests.model_server import invoke
+from tests.model_server import invoke, wait_for_ping
 from tests.processes import free_port, stop_process_group, tail
 from tests.stored_search import PLUGIN, PLUGIN_ARGS, stored_search
 from trials.problems import make_problem
@@ -153,17 +151,7 @@ def test_serve_without_activation_answers_like_the_model_and_stops_on_sigterm(re
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert process.poll() is None, f"serve exited with {process.returncode}:\n{tail(log)}"
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            assert time.monotonic() < deadline, f"no /ping within {START_TIMEOUT_S:.0f} s:\n{tail(log)}"
-            time.sleep(0.5)
+        wait_for_ping(url, process, START_TIMEOUT_S, str(log))
         first = log.read_text().splitlines()[0]
         assert first == f"serving plugin-model@champion (version 1) from {uri} on {url}/invocations", first
 
