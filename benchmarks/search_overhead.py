@@ -498,11 +498,11 @@ def fixed_cost(args: argparse.Namespace) -> None:
     for name, what in PHASES:
         values = [r["split"][name] for r in rows]
         print(f"  {name:<17}{statistics.median(values):>7.2f}   ({what})")
-    # The tracking store opens on a thread of its own while Ray starts: each mark above ends its segment whichever
-    # finishes first, so only their sum is the time the two took together.
+    # Their sum, comparable between code that opens the tracking store before Ray starts and code (`--code`) that
+    # opens it beside Ray's start: there each mark ends its segment whichever finishes first.
     together = [sum(r["split"][n] for n in OVERLAPPED) for r in rows]
-    print(f"  {' + '.join(OVERLAPPED)}: {statistics.median(together):.2f}   (together; overlapped since the store "
-          "opens while Ray starts)")
+    print(f"  {' + '.join(OVERLAPPED)}: {statistics.median(together):.2f}   (the store's opening and Ray's start "
+          "together)")
     walls = [r["wall"] for r in rows]
     trained = [r["split"]["training"] + probe_training for r in rows]
     print(f"  {'wall':<17}{statistics.median(walls):>7.2f}")
