@@ -38,7 +38,7 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check . || true
+	$(BIN)/ruff format --check .
 
 bench: install data
 	$(BIN)/python benchmarks/engine_throughput.py

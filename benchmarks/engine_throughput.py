@@ -56,13 +56,15 @@ def main() -> None:
     for _ in range(args.repeats):
         single.append(_train_seconds(_spec(1), problem, args.threads))
         population.append(_train_seconds(_spec(args.size), problem, args.threads))
-        independent.append(sum(
-            _train_seconds(_spec(1, preferences=(tuple(p.tolist()),)), problem, args.threads) for p in prefs
-        ))
+        independent.append(
+            sum(_train_seconds(_spec(1, preferences=(tuple(p.tolist()),)), problem, args.threads) for p in prefs)
+        )
     s, p, i = (statistics.median(x) for x in (single, population, independent))
     n = args.n_train
-    print(f"Multi-MNIST LeNet, {n} training images per epoch, torch threads {args.threads}, "
-          f"median of {args.repeats} alternating repeats")
+    print(
+        f"Multi-MNIST LeNet, {n} training images per epoch, torch threads {args.threads}, "
+        f"median of {args.repeats} alternating repeats"
+    )
     print(f"{'run':<38}{'seconds/epoch':>14}{'images/s':>12}")
     print(f"{'single model (equal weights)':<38}{s:>14.2f}{n / s:>12.0f}")
     print(f"{f'MT2O population K={args.size} (eps0=0.3)':<38}{p:>14.2f}{args.size * n / p:>12.0f}")

@@ -103,8 +103,11 @@ class Smoke:
                 self._line(name, check)
         total = time.monotonic() - started
         device = torch.cuda.get_device_name(0) if self.gpu else "the CPU (dry run: no GPU bounds)"
-        print(f"{'PASS' if all(self.results) else 'FAIL'} all: {sum(self.results)}/{len(self.results)} checks "
-              f"in {total:.0f} s on {device}", flush=True)
+        print(
+            f"{'PASS' if all(self.results) else 'FAIL'} all: {sum(self.results)}/{len(self.results)} checks "
+            f"in {total:.0f} s on {device}",
+            flush=True,
+        )
         return 0 if all(self.results) else 1
 
     def _line(self, name: str, check: Callable[[], str]) -> None:
@@ -211,8 +214,12 @@ class Smoke:
             "epochs": 1,
             "seed": 0,
             "solvers": [
-                {"label": "mt2o", "method": "mt2o", "population": {"size": 4},
-                 "optimizer": {"name": "adam", "lr": 2e-3}},
+                {
+                    "label": "mt2o",
+                    "method": "mt2o",
+                    "population": {"size": 4},
+                    "optimizer": {"name": "adam", "lr": 2e-3},
+                },
                 {"label": "equal-weights", "solver": "linear", "optimizer": {"name": "adam", "lr": 3e-3}},
             ],
             "search": {"algorithm": "random", "num_samples": 1, "scheduler": {"name": "fifo"}},
@@ -223,8 +230,9 @@ class Smoke:
         started = time.monotonic()
         self._cli(["run", "search.yaml"], SEARCH_TIMEOUT_S, "search.log")
         seconds = time.monotonic() - started
-        front = json.loads(self._cli(["front", NAME, "--format", "json", "--storage", str(self.work / "searches")],
-                                     60, "front.log"))
+        front = json.loads(
+            self._cli(["front", NAME, "--format", "json", "--storage", str(self.work / "searches")], 60, "front.log")
+        )
         if not front.get("points"):
             raise CheckFailed("the search's front is empty")
         devices = sorted({self._load(path)["spec"]["device"] for path in self._trainer_files()})
@@ -282,11 +290,24 @@ class Smoke:
         if not self.searched:
             raise CheckFailed("needs the search's front (the search check failed)")
         tracking_uri = f"sqlite:///{self.work}/mlflow.db"
-        chosen = json.loads(self._cli(
-            ["select", NAME, "--weights", "0.5,0.5", "--register", "gpu-smoke-model", "--format", "json",
-             "--storage", str(self.work / "searches")],
-            120, "select.log",
-        ))
+        chosen = json.loads(
+            self._cli(
+                [
+                    "select",
+                    NAME,
+                    "--weights",
+                    "0.5,0.5",
+                    "--register",
+                    "gpu-smoke-model",
+                    "--format",
+                    "json",
+                    "--storage",
+                    str(self.work / "searches"),
+                ],
+                120,
+                "select.log",
+            )
+        )
         inputs = self.problem.example_inputs(4).numpy()
         run_id, _, artifact = chosen["chosen"]["model_uri"].removeprefix("runs:/").partition("/")
         import mlflow
@@ -304,8 +325,10 @@ class Smoke:
             got = np.asarray(answer["predictions"][task], dtype=np.float32)
             if got.shape != values.shape or not np.allclose(got, values, rtol=1e-5, atol=1e-6):
                 raise CheckFailed(f"the served {task} predictions differ from the stored member's own")
-        return (f"member {chosen['chosen']['point']} served (started in {startup:.0f} s): 4 predictions per task "
-                "equal the stored member's own on the CPU")
+        return (
+            f"member {chosen['chosen']['point']} served (started in {startup:.0f} s): 4 predictions per task "
+            "equal the stored member's own on the CPU"
+        )
 
 
 if __name__ == "__main__":

@@ -59,16 +59,23 @@ def _config(root: Path, name: str, scheduler: str, args: argparse.Namespace, set
         "reference_point": [1.0, 1.0],
         "epochs": args.epochs,
         "seed": 0,
-        "solvers": [{
-            "label": "mt2o",
-            "solver": "tchebycheff",
-            "solver_args": {"ideal": [0.0, 0.0]},
-            "population": {"size": 5, "transfer": {"eps0": 0.3}},
-            # Wide on purpose: slow learning rates give dominated trials for the scheduler to stop.
-            "optimizer": {"name": "adam", "lr": {"loguniform": [1.0e-4, 5.0e-2]}, "schedule": "cosine"},
-        }],
-        "search": {"algorithm": "random", "num_samples": args.trials, "max_failures": 0,
-                   "scheduler": {"name": scheduler, "grace_period": 1, "reduction_factor": 3}, **settings},
+        "solvers": [
+            {
+                "label": "mt2o",
+                "solver": "tchebycheff",
+                "solver_args": {"ideal": [0.0, 0.0]},
+                "population": {"size": 5, "transfer": {"eps0": 0.3}},
+                # Wide on purpose: slow learning rates give dominated trials for the scheduler to stop.
+                "optimizer": {"name": "adam", "lr": {"loguniform": [1.0e-4, 5.0e-2]}, "schedule": "cosine"},
+            }
+        ],
+        "search": {
+            "algorithm": "random",
+            "num_samples": args.trials,
+            "max_failures": 0,
+            "scheduler": {"name": scheduler, "grace_period": 1, "reduction_factor": 3},
+            **settings,
+        },
         "resources": {"cpus_per_trial": 1},
         "storage": str(root / "searches"),
         "tracking": {"uri": f"sqlite:///{root}/mlflow.db", "experiment": "benchmark"},
@@ -147,11 +154,19 @@ class Clock:
         before_first = (min(self.started.values()) - self.begin) * self.slots if self.started else 0.0
         after_last = (self.begin + self.wall - max(self.ended.values())) * self.slots if self.ended else 0.0
         idle = self.wall * self.slots - held
-        return {"training": training, "trial start": spawn, "trial setup": setup, "per-epoch in worker": worker_epoch,
-                "trial waits on Tune": waiting, "slot idle: before first": before_first,
-                "slot idle: after last": after_last, "slot idle: between": idle - before_first - after_last,
-                "driver callback": self.seconds["callback"], "state snapshots": self.seconds["snapshot"],
-                "snapshots": self.counts["snapshot"]}
+        return {
+            "training": training,
+            "trial start": spawn,
+            "trial setup": setup,
+            "per-epoch in worker": worker_epoch,
+            "trial waits on Tune": waiting,
+            "slot idle: before first": before_first,
+            "slot idle: after last": after_last,
+            "slot idle: between": idle - before_first - after_last,
+            "driver callback": self.seconds["callback"],
+            "state snapshots": self.seconds["snapshot"],
+            "snapshots": self.counts["snapshot"],
+        }
 
 
 def _run(root: Path, name: str, scheduler: str, args: argparse.Namespace, settings: dict) -> dict:
@@ -180,9 +195,16 @@ def _run(root: Path, name: str, scheduler: str, args: argparse.Namespace, settin
     compute = sum(r.get("time_total_s", 0.0) for r in results)
     epochs = sum(r.get("training_iteration", 0) for r in results)
     slots = min(args.slots, args.trials)
-    return {"wall": wall, "compute": compute, "epochs": epochs, "hv": front.hypervolume().value,
-            "overhead": wall / (compute / slots), "points": len(front.front()), "slots": slots,
-            "breakdown": clock.breakdown(results)}
+    return {
+        "wall": wall,
+        "compute": compute,
+        "epochs": epochs,
+        "hv": front.hypervolume().value,
+        "overhead": wall / (compute / slots),
+        "points": len(front.front()),
+        "slots": slots,
+        "breakdown": clock.breakdown(results),
+    }
 
 
 def main() -> None:
@@ -191,20 +213,33 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="default 9 (--fixed: 1)")
     parser.add_argument("--steps", type=int, default=100, help="optimizer steps per epoch")
     parser.add_argument("--slots", type=int, default=os.cpu_count() or 1, help="parallel trials (1 CPU each)")
-    parser.add_argument("--settings", default="before,defaults",
-                        help=f"comma-separated rows, each a FIFO and a Pareto-ASHA search: {', '.join(SETTINGS)}, "
-                             "or reuse_actors=BOOL/checkpoint_every=N pairs joined by '+'")
-    parser.add_argument("--fixed", action="store_true",
-                        help="instead: the fixed cost of a whole search, each in a fresh process, split by phase "
-                             "(--trials 1 --epochs 1 by default here; see fixed_cost())")
+    parser.add_argument(
+        "--settings",
+        default="before,defaults",
+        help=f"comma-separated rows, each a FIFO and a Pareto-ASHA search: {', '.join(SETTINGS)}, "
+        "or reuse_actors=BOOL/checkpoint_every=N pairs joined by '+'",
+    )
+    parser.add_argument(
+        "--fixed",
+        action="store_true",
+        help="instead: the fixed cost of a whole search, each in a fresh process, split by phase "
+        "(--trials 1 --epochs 1 by default here; see fixed_cost())",
+    )
     parser.add_argument("--probe", action="store_true", help="with --fixed: the learning rate probed (4 candidates)")
     parser.add_argument("--repeats", type=int, default=3, help="with --fixed: fresh searches; medians are printed")
-    parser.add_argument("--store", choices=("fresh", "shared"), default="fresh",
-                        help="with --fixed: each search its own new sqlite MLflow store (a first search), or one store "
-                             "that an untimed search created first (every later search of a user)")
-    parser.add_argument("--code", type=Path,
-                        help="with --fixed: run the searches with the pareto_search/trials of this checkout (e.g. a "
-                             "`git worktree` of an older commit), to time before and after with one benchmark")
+    parser.add_argument(
+        "--store",
+        choices=("fresh", "shared"),
+        default="fresh",
+        help="with --fixed: each search its own new sqlite MLflow store (a first search), or one store "
+        "that an untimed search created first (every later search of a user)",
+    )
+    parser.add_argument(
+        "--code",
+        type=Path,
+        help="with --fixed: run the searches with the pareto_search/trials of this checkout (e.g. a "
+        "`git worktree` of an older commit), to time before and after with one benchmark",
+    )
     parser.add_argument("--fixed-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.trials_given, args.epochs_given = args.trials is not None, args.epochs is not None
@@ -228,14 +263,20 @@ def main() -> None:
                 rows[f"{label} {scheduler}"] = _run(root, name, scheduler, args, settings)
                 print(f"ROW {label} {scheduler}: {rows[f'{label} {scheduler}']}", flush=True)
         ray.shutdown()
-    print(f"\n{args.trials}-trial toy2d search (MT2O K=5, {args.epochs} epochs × {args.steps} steps), "
-          f"{args.slots} parallel slots")
+    print(
+        f"\n{args.trials}-trial toy2d search (MT2O K=5, {args.epochs} epochs × {args.steps} steps), "
+        f"{args.slots} parallel slots"
+    )
     width = max(len(k) for k in rows) + 2
-    print(f"{'settings, scheduler':<{width}}{'wall s':>9}{'compute s':>11}{'epochs':>8}{'overhead':>10}"
-          f"{'global HV':>11}{'front':>7}")
+    print(
+        f"{'settings, scheduler':<{width}}{'wall s':>9}{'compute s':>11}{'epochs':>8}{'overhead':>10}"
+        f"{'global HV':>11}{'front':>7}"
+    )
     for name, row in rows.items():
-        print(f"{name:<{width}}{row['wall']:>9.1f}{row['compute']:>11.1f}{row['epochs']:>8d}{row['overhead']:>10.2f}"
-              f"{row['hv']:>11.5f}{row['points']:>7d}")
+        print(
+            f"{name:<{width}}{row['wall']:>9.1f}{row['compute']:>11.1f}{row['epochs']:>8d}{row['overhead']:>10.2f}"
+            f"{row['hv']:>11.5f}{row['points']:>7d}"
+        )
     print("\nwhere the time goes (seconds; trial start/setup/per-epoch summed over trials = slot-seconds)")
     names = list(next(iter(rows.values()))["breakdown"])
     cell = max(21, *(len(n) + 2 for n in names))  # every column keeps its name apart from the next
@@ -245,14 +286,18 @@ def main() -> None:
         print(f"{name:<{width}}{cells}{row['wall'] * row['slots']:>14.1f}")
     for label in args.settings.split(","):
         fifo, asha = rows[f"{label} fifo"], rows[f"{label} pareto_asha"]
-        print(f"{label}: early stopping compute ratio {asha['compute'] / fifo['compute']:.3f}, epochs ratio "
-              f"{asha['epochs'] / fifo['epochs']:.3f}, HV ratio {asha['hv'] / fifo['hv']:.4f}")
+        print(
+            f"{label}: early stopping compute ratio {asha['compute'] / fifo['compute']:.3f}, epochs ratio "
+            f"{asha['epochs'] / fifo['epochs']:.3f}, HV ratio {asha['hv'] / fifo['hv']:.4f}"
+        )
     first = args.settings.split(",")[0]
     for label in args.settings.split(",")[1:]:
         for scheduler in ("fifo", "pareto_asha"):
             a, b = rows[f"{first} {scheduler}"], rows[f"{label} {scheduler}"]
-            print(f"{label} vs {first}, {scheduler}: wall ratio {b['wall'] / a['wall']:.3f}, "
-                  f"HV ratio {b['hv'] / a['hv']:.5f}")
+            print(
+                f"{label} vs {first}, {scheduler}: wall ratio {b['wall'] / a['wall']:.3f}, "
+                f"HV ratio {b['hv'] / a['hv']:.5f}"
+            )
 
 
 def _parse_settings(text: str) -> dict:
@@ -302,10 +347,15 @@ def _fixed_config(root: Path, args: argparse.Namespace, store: Path) -> dict:
         "reference_point": [1.0, 1.0],
         "epochs": args.epochs,
         "seed": 0,
-        "solvers": [{"label": "mt2o", "method": "mt2o", "population": {"size": 3},
-                     "optimizer": {"name": "adam", "lr": lr}}],
-        "search": {"algorithm": "random", "num_samples": args.trials, "max_concurrent_trials": 1,
-                   "scheduler": {"name": "fifo"}},
+        "solvers": [
+            {"label": "mt2o", "method": "mt2o", "population": {"size": 3}, "optimizer": {"name": "adam", "lr": lr}}
+        ],
+        "search": {
+            "algorithm": "random",
+            "num_samples": args.trials,
+            "max_concurrent_trials": 1,
+            "scheduler": {"name": "fifo"},
+        },
         "resources": {"cpus_per_trial": 1},
         "storage": str(root / "searches"),
     }
@@ -464,8 +514,13 @@ def fixed_cost(args: argparse.Namespace) -> None:
             warm = root / "warm-up"
             warm.mkdir()
             (warm / "search.yaml").write_text(json.dumps(_fixed_config(warm, args, shared)))
-            subprocess.run([sys.executable, "-m", "pareto_search.cli", "run", str(warm / "search.yaml")], cwd=warm,
-                           env=env, capture_output=True, check=True)
+            subprocess.run(
+                [sys.executable, "-m", "pareto_search.cli", "run", str(warm / "search.yaml")],
+                cwd=warm,
+                env=env,
+                capture_output=True,
+                check=True,
+            )
         for repeat in range(args.repeats):
             work = root / f"run{repeat}"
             work.mkdir()
@@ -475,8 +530,14 @@ def fixed_cost(args: argparse.Namespace) -> None:
             spec = work / "spec.json"
             spec.write_text(json.dumps({"config": str(config), "out": str(work / "marks.json")}))
             begin, spawned = time.perf_counter(), time.time()
-            child = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--fixed-child", str(spec)],
-                                   cwd=work, env=env, capture_output=True, text=True, check=False)
+            child = subprocess.run(
+                [sys.executable, str(Path(__file__).resolve()), "--fixed-child", str(spec)],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             wall, exited = time.perf_counter() - begin, time.time()
             if child.returncode != 0 or not (work / "marks.json").is_file():
                 print(child.stdout[-3000:], child.stderr[-3000:], sep="\n")
@@ -489,25 +550,32 @@ def fixed_cost(args: argparse.Namespace) -> None:
             top = max(i for i, line in enumerate(lines) if line.startswith("trial ") and "member" in line)
             front = [line.split(None, 1)[1] for line in lines[top + 1 :] if line.strip()]  # without trial ids
             rows.append({"wall": wall, "split": split, "front": front})
-            print(f"RUN {repeat}: wall {wall:.2f} s, " + ", ".join(f"{k} {v:.2f}" for k, v in split.items()),
-                  flush=True)
+            print(
+                f"RUN {repeat}: wall {wall:.2f} s, " + ", ".join(f"{k} {v:.2f}" for k, v in split.items()), flush=True
+            )
         probe_training = _probe_training(root, args) if args.probe else 0.0
-    print(f"\nfixed cost of a search: toy2d, {args.trials} trial(s) one at a time, {args.epochs} epoch(s) × "
-          f"{args.steps} steps, MT2O K = 3{', lr probed (4 candidates)' if args.probe else ''}; "
-          f"{len(rows)} fresh processes, {args.store} MLflow store, code {repo}, medians (s)")
+    print(
+        f"\nfixed cost of a search: toy2d, {args.trials} trial(s) one at a time, {args.epochs} epoch(s) × "
+        f"{args.steps} steps, MT2O K = 3{', lr probed (4 candidates)' if args.probe else ''}; "
+        f"{len(rows)} fresh processes, {args.store} MLflow store, code {repo}, medians (s)"
+    )
     for name, what in PHASES:
         values = [r["split"][name] for r in rows]
         print(f"  {name:<17}{statistics.median(values):>7.2f}   ({what})")
     # Their sum, comparable between code that opens the tracking store before Ray starts and code (`--code`) that
     # opens it beside Ray's start: there each mark ends its segment whichever finishes first.
     together = [sum(r["split"][n] for n in OVERLAPPED) for r in rows]
-    print(f"  {' + '.join(OVERLAPPED)}: {statistics.median(together):.2f}   (the store's opening and Ray's start "
-          "together)")
+    print(
+        f"  {' + '.join(OVERLAPPED)}: {statistics.median(together):.2f}   (the store's opening and Ray's start "
+        "together)"
+    )
     walls = [r["wall"] for r in rows]
     trained = [r["split"]["training"] + probe_training for r in rows]
     print(f"  {'wall':<17}{statistics.median(walls):>7.2f}")
-    print(f"  {'training':<17}{statistics.median(trained):>7.2f}   (trials' epochs"
-          f"{f' + probe candidates {probe_training:.2f}' if args.probe else ''})")
+    print(
+        f"  {'training':<17}{statistics.median(trained):>7.2f}   (trials' epochs"
+        f"{f' + probe candidates {probe_training:.2f}' if args.probe else ''})"
+    )
     fixed = [w - t for w, t in zip(walls, trained, strict=True)]
     print(f"  {'wall - training':<17}{statistics.median(fixed):>7.2f}   (min {min(fixed):.2f}, max {max(fixed):.2f})")
     fronts = {tuple(r["front"]) for r in rows}

@@ -51,16 +51,24 @@ def test_only_the_adapter_imports(library: str) -> None:
 
 
 def test_trials_never_imports_the_control_plane() -> None:
-    offenders = [p.relative_to(ROOT).as_posix() for p in (ROOT / "trials").rglob("*.py")
-                 if {"pareto_search", "ray", "mlflow"} & _imports(p)]
+    offenders = [
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "trials").rglob("*.py")
+        if {"pareto_search", "ray", "mlflow"} & _imports(p)
+    ]
     assert offenders == []
 
 
 def test_model_files_are_loaded_weights_only() -> None:
     for path in _sources():
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "load"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "torch"
+            ):
                 keywords = {k.arg: k.value for k in node.keywords}
                 assert "weights_only" in keywords and getattr(keywords["weights_only"], "value", None) is True, (
                     f"{path.relative_to(ROOT)}:{node.lineno} calls torch.load without weights_only=True"

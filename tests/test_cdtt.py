@@ -203,6 +203,7 @@ def test_tensioners_beat_equal_weighting_across_initializations() -> None:
     no normalization) on none: it solves AND and stalls XOR at MSE ≈ 25. Where CDTT failed, XOR
     stalled at MSE ≈ 11–12 with AND near 1e-3 (seeds 1, 5, 6, 7, 11, 13, 16, 17); equal weighting
     failed by leaving AND at ≈ 0.12 (XOR too on some seeds). On seeds 0–9: CDTT 6, equal 3."""
+
     def solved(solver: str, seed: int) -> bool:
         return all(e is not None for e in _epochs_to_converge(solver, seed, authors_init=False)[0])
 

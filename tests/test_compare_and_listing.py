@@ -15,11 +15,16 @@ from pareto_search.plan import make_plan
 
 
 def _stored_search(tmp_path: Path, name: str, points: list[tuple[float, float]]) -> None:
-    config = parse_config({
-        "name": name, "problem": {"name": "toy2d"}, "reference_point": [1.0, 1.0],
-        "solvers": [{"solver": "linear"}], "storage": str(tmp_path / "searches"),
-        "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "compare-tests"},
-    })
+    config = parse_config(
+        {
+            "name": name,
+            "problem": {"name": "toy2d"},
+            "reference_point": [1.0, 1.0],
+            "solvers": [{"solver": "linear"}],
+            "storage": str(tmp_path / "searches"),
+            "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "compare-tests"},
+        }
+    )
     plan = make_plan(config)
     plan.save(parent_run_id=None)
     front = GlobalFront(name, plan.objectives, plan.reference_point, plan.front_path)
@@ -42,8 +47,22 @@ def test_compare_reports_hv_counts_and_coverage(tmp_path, monkeypatch, capsys) -
     assert {a.path for a in client.list_artifacts(run_id)} >= {"overlay.png", "comparison.json"}
 
     # a common reference point can be imposed; its length is checked
-    assert main(["compare", "a", "b", "--no-mlflow", "--reference-point", "0.5", "0.5",
-                 "--storage", str(tmp_path / "searches")]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "a",
+                "b",
+                "--no-mlflow",
+                "--reference-point",
+                "0.5",
+                "0.5",
+                "--storage",
+                str(tmp_path / "searches"),
+            ]
+        )
+        == 0
+    )
     assert re.search(r"^a\s+0\.000000", capsys.readouterr().out, re.M)  # no A point beats (0.5, 0.5) in both
     assert main(["compare", "a", "b", "--reference-point", "1", "--storage", str(tmp_path / "searches")]) == 2
     assert "`--reference-point` needs 2 values (one per objective), found [1.0]" in capsys.readouterr().err

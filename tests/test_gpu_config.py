@@ -13,10 +13,16 @@ from pareto_search.search.runner import _trainable
 
 def _plan(gpus: float, device: str = "auto"):
     return make_plan(
-        parse_config({
-            "name": "gpu", "problem": {"name": "toy2d"}, "reference_point": [1.0, 1.0], "device": device,
-            "solvers": [{"solver": "linear"}], "resources": {"cpus_per_trial": 2, "gpus_per_trial": gpus},
-        })
+        parse_config(
+            {
+                "name": "gpu",
+                "problem": {"name": "toy2d"},
+                "reference_point": [1.0, 1.0],
+                "device": device,
+                "solvers": [{"solver": "linear"}],
+                "resources": {"cpus_per_trial": 2, "gpus_per_trial": gpus},
+            }
+        )
     )
 
 

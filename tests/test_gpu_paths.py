@@ -51,8 +51,12 @@ def test_devices_a_trial_can_see_are_accepted(device: str, gpus: float) -> None:
 @pytest.mark.parametrize(
     ("device", "gpus", "message"),
     [
-        ("cuda:1", 1, r"`device` is 'cuda:1' but under Ray a trial sees only the GPU it was given .*allowed: auto, "
-         r"cuda, cuda:0 \(Ray chooses"),
+        (
+            "cuda:1",
+            1,
+            r"`device` is 'cuda:1' but under Ray a trial sees only the GPU it was given .*allowed: auto, "
+            r"cuda, cuda:0 \(Ray chooses",
+        ),
         ("cuda:1", 0.5, r"`resources.gpus_per_trial` is 0.5\), numbered from cuda:0; allowed: auto, cuda, cuda:0 "),
         ("cuda:3", 2, r"sees only the 2 GPUs it was given .*allowed: auto, cuda, cuda:0 … cuda:1 "),
         ("cuda:0", 0, r"`device` is 'cuda:0' but `resources.gpus_per_trial` is 0; give trials a GPU"),
@@ -66,8 +70,12 @@ def test_a_device_no_trial_could_see_is_refused(device: str, gpus: float, messag
 
 def _config(tmp_path: Path, **changes: Any) -> Path:
     config = {
-        "name": "gpu", "problem": {"name": "toy2d"}, "reference_point": [1.0, 1.0], "epochs": 1,
-        "solvers": [{"solver": "linear", "optimizer": {"lr": 0.01}}], "tracking": {"uri": f"sqlite:///{tmp_path}/m.db"},
+        "name": "gpu",
+        "problem": {"name": "toy2d"},
+        "reference_point": [1.0, 1.0],
+        "epochs": 1,
+        "solvers": [{"solver": "linear", "optimizer": {"lr": 0.01}}],
+        "tracking": {"uri": f"sqlite:///{tmp_path}/m.db"},
         **changes,
     }
     path = tmp_path / "config.yaml"
@@ -133,7 +141,11 @@ def test_gpu_probe_tasks_do_not_leave_their_worker_behind(gpus: float, max_calls
     """A GPU candidate's worker exits after its task (its CUDA context with it); a CPU one stays for reuse."""
     options = lr_probe.candidate_task_options(ResourcesConfig(cpus_per_trial=2, gpus_per_trial=gpus))
     assert options == {
-        "num_cpus": 2.0, "num_gpus": float(gpus), "num_returns": "streaming", "max_retries": 0, "max_calls": max_calls
+        "num_cpus": 2.0,
+        "num_gpus": float(gpus),
+        "num_returns": "streaming",
+        "max_retries": 0,
+        "max_calls": max_calls,
     }
     task = ray.remote(**options)(lr_probe._train_candidate)  # what Ray takes from them (no Ray needed to build it)
     assert task._default_options["max_calls"] == max_calls and task._max_calls == max_calls
@@ -320,7 +332,11 @@ def test_a_gpu_trainer_sets_them_before_its_first_kernel_and_a_cpu_one_not(globa
 def test_gpu_smoke_says_in_one_line_that_there_is_no_cuda() -> None:
     done = subprocess.run(
         ["bash", str(REPO / "benchmarks" / "gpu_smoke.sh")],
-        cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHON": sys.executable},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHON": sys.executable},
     )
     assert done.returncode == 1, done
     lines = (done.stdout + done.stderr).strip().splitlines()

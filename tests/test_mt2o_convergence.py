@@ -42,8 +42,15 @@ def _exact_optimum(front: np.ndarray, preference: np.ndarray, scalarization: str
     ],
 )
 def test_members_reach_their_subproblem_optima(problem, solver, solver_args, optimizer, epochs) -> None:
-    spec = TrialSpec(problem=problem, solver=solver, solver_args=solver_args, optimizer=optimizer, epochs=epochs,
-                     population=PopulationSpec(size=10, transfer=TransferSpec(eps0=0.3)), seed=0)
+    spec = TrialSpec(
+        problem=problem,
+        solver=solver,
+        solver_args=solver_args,
+        optimizer=optimizer,
+        epochs=epochs,
+        population=PopulationSpec(size=10, transfer=TransferSpec(eps0=0.3)),
+        seed=0,
+    )
     trainer = Trainer(spec)
     trainer.run()
     reached = np.array([[m.metrics["f1"], m.metrics["f2"]] for m in trainer.history[-1].members])

@@ -23,10 +23,16 @@ def repo_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_builtin_names_resolve() -> None:
     assert set(PROBLEMS) == {
-        "toy2d", "zdt1", "zdt2", "multi_mnist", "multi_fashion", "multi_fashion_mnist",
+        "toy2d",
+        "zdt1",
+        "zdt2",
+        "multi_mnist",
+        "multi_fashion",
+        "multi_fashion_mnist",
         "related3",  # TAG's related pair + conflicting third task (trials/problems/related_conflicting.py)
         "logic_gates",  # CDTT's XOR×10 + AND toy (trials/problems/logic_gates.py)
-        "river_flow", "movielens",  # real tabular data (trials/problems/river_flow.py, movielens.py)
+        "river_flow",
+        "movielens",  # real tabular data (trials/problems/river_flow.py, movielens.py)
     }
     for name in PROBLEMS:  # every registered name builds
         if not name.startswith("multi_") and name not in ("river_flow", "movielens"):  # those need the offline
