@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import posixpath
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -31,18 +32,18 @@ _MAX_TAG_CHARS = 4000
 # The registry's name column (mlflow/store/model_registry/dbmodels/models.py: String(256)): PostgreSQL and MySQL
 # refuse a longer name when the version is written, after the model's files were uploaded.
 MAX_MODEL_NAME_CHARS = 256
+# The registry's alias rules (MLflow's model registry docs): letters, digits, '_' and '-', at most 255 characters;
+# "latest" (any case) and version-like aliases ("v2") are reserved. They are written here, not imported: MLflow
+# keeps its checks in private helpers that it renames between minor releases (3.18 did), and
+# tests/test_register_faults.py checks these rules against a real registry.
+_ALIAS_PATTERN = re.compile(r"[\w\-]+")
+_VERSION_ALIAS_PATTERN = re.compile(r"[vV]\d+")
+MAX_ALIAS_CHARS = 255
 
 
 def check_names(flag: str, name: str, alias: str) -> None:
     """One line for a model name or alias the registry would refuse, checked before anything is written: MLflow
-    checks them only when the version is created (the name) or after it (the alias: a version without its alias).
-    The checks are MLflow's own (`mlflow.utils.validation`), so the rules stay MLflow's."""
-    from mlflow.utils.validation import (
-        _validate_model_alias_name,
-        _validate_model_alias_name_reserved,
-        _validate_model_name,
-    )
-
+    checks them only when the version is created (the name) or after it (the alias: a version without its alias)."""
     # Quotes would break the registry's search filter (name = '...') that finds an already registered version.
     if not name.strip() or "'" in name or '"' in name:
         raise ConfigError(f"{flag}: a model name must be non-empty and have no quotes, found {name!r}")
@@ -51,19 +52,23 @@ def check_names(flag: str, name: str, alias: str) -> None:
             f"{flag}: a model name has at most {MAX_MODEL_NAME_CHARS} characters (the registry's limit), "
             f"found {len(name)}"
         )
-    try:
-        _validate_model_name(name)
-    except MlflowException as exc:
-        raise ConfigError(f"{flag}: MLflow refuses the model name {name!r}: {_first_line(exc)}") from None
-    try:
-        _validate_model_alias_name(alias)
-        _validate_model_alias_name_reserved(alias)
-    except MlflowException as exc:
-        raise ConfigError(f"--alias: MLflow refuses the alias {alias!r}: {_first_line(exc)}") from None
-
-
-def _first_line(exc: MlflowException) -> str:
-    return next((line.strip() for line in exc.message.splitlines() if line.strip()), exc.error_code)
+    if "/" in name or ":" in name:
+        raise ConfigError(f"{flag}: the registry refuses the model name {name!r}: a name cannot contain '/' or ':'")
+    # MLflow may store a model under its name as a folder: a name must not resolve to another path.
+    normalized = posixpath.normpath(name)
+    if normalized != name or normalized == "." or normalized.startswith(".."):
+        raise ConfigError(
+            f"{flag}: the registry refuses the model name {name!r}: as a path it would resolve to {normalized!r}"
+        )
+    if not alias or not _ALIAS_PATTERN.fullmatch(alias) or len(alias) > MAX_ALIAS_CHARS:
+        raise ConfigError(
+            f"--alias: the registry refuses the alias {alias!r}: an alias is 1 to {MAX_ALIAS_CHARS} letters, "
+            "digits, '_' or '-'"
+        )
+    if alias.lower() == "latest" or _VERSION_ALIAS_PATTERN.fullmatch(alias):
+        raise ConfigError(
+            f"--alias: the registry refuses the alias {alias!r}: 'latest' and version names like 'v2' are reserved"
+        )
 
 
 def file_digest(path: Path) -> str:
