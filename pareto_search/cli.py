@@ -330,24 +330,22 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _selection_rule(args: argparse.Namespace):  # -> selection.Rule
-    from pareto_search.selection import ConstraintRule, KneeRule, PointRule, WeightsRule, parse_constraint, parse_point
+    from pareto_search.selection.request import selection_rule
 
-    if args.optimize and not args.constraint:
-        raise ConfigError("--optimize goes with --constraint")
-    if args.exact and args.weights is None:
-        raise ConfigError("--exact goes with --weights (the preference to evaluate a PSL trial's model at)")
-    if args.knee:
-        return KneeRule()
-    if args.constraint:
-        return ConstraintRule(tuple(parse_constraint(c) for c in args.constraint), args.optimize)
-    if args.point:
-        return PointRule(*parse_point(args.point))
-    return WeightsRule(())  # weights are parsed against the front's objectives in _cmd_select
+    return selection_rule(
+        weights=args.weights,
+        knee=args.knee,
+        constraints=args.constraint or (),
+        optimize=args.optimize,
+        point=args.point,
+        exact=args.exact,
+    )
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
     from pareto_search.plan import load_plan
-    from pareto_search.selection import SelectionError, WeightsRule, parse_weights
+    from pareto_search.selection import SelectionError
+    from pareto_search.selection.request import select_on_front
 
     # `is not None`: an empty name is a mistake to refuse, not a request to register nothing.
     model_name = args.register if args.register is not None else args.register_front
@@ -365,12 +363,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
     try:
         rule = _selection_rule(args)
         front = _load_front(args.name, args.storage)
-        candidates = front.front()
-        if len(candidates) == 0:
-            raise ConfigError(f"search '{args.name}' has no front yet: no evaluated point has finite objective values")
-        if isinstance(rule, WeightsRule):
-            rule = WeightsRule(tuple(parse_weights(args.weights, len(candidates.names), candidates.names)))
-        selection = rule.select(front.all_points(), None if args.point else candidates)
+        rule, selection = select_on_front(front, rule, args.name, args.weights)
     except SelectionError as exc:
         raise ConfigError(str(exc)) from None
     if args.exact:
