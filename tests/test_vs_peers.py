@@ -1,4 +1,4 @@
-"""benchmarks/vs_peers.py's own accounting, on tiny hand-made cases (no training, no Ray): what a pruned trial
+"""benchmarks/vs_peers' own accounting, on tiny hand-made cases (no training, no Ray): what a pruned trial
 costs, the HV of the cumulative front, the budget to reach a target, the headline ratio and its printed line."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-import vs_peers  # noqa: E402  (benchmarks/ is not a package: on the path above)
+from vs_peers import budget, cli, methods, ray_runners, report, runners, runs  # noqa: E402  (after the path above)
 
 
 def test_a_pruned_trial_costs_only_the_epochs_it_trained() -> None:
-    counter = vs_peers.BudgetCounter(budget=30)
+    counter = budget.BudgetCounter(budget=30)
     # Trial a (K = 5) is stopped by the scheduler after its first epoch; trial b trains 3 epochs; results interleave.
     five = [[0.5, 0.5]] * 5
     counter.add("a", five)
@@ -35,8 +35,8 @@ def test_a_pruned_trial_costs_only_the_epochs_it_trained() -> None:
 
 def test_the_stopper_feeds_the_counter_and_stops_everything_at_the_budget() -> None:
     pytest.importorskip("ray")
-    counter = vs_peers.BudgetCounter(budget=2)
-    stopper = vs_peers.budget_stopper(counter)
+    counter = budget.BudgetCounter(budget=2)
+    stopper = budget.budget_stopper(counter)
     first = {"values": [[0.9, 0.1]], "training_iteration": 1}
     assert stopper("t1", first) is False  # never stops one trial: the scheduler does that
     assert stopper("t1", {"epoch": 1, "training_iteration": 1}) is False  # a result without points costs nothing
@@ -53,7 +53,7 @@ def test_the_cumulative_front_keeps_each_models_best_epochs() -> None:
         {"cum": 3, "points": [["a/m0", [0.4, 0.4]]]},  # a's next epoch is worse: its better epoch stays (service)
         {"cum": 4, "points": [["a/m0", [0.6, 0.45]]]},  # and a later one that adds volume of its own counts too
     ]
-    hv = vs_peers.replay_hv(events, ["max", "max"], [0.0, 0.0])
+    hv = budget.replay_hv(events, ["max", "max"], [0.0, 0.0])
     assert hv[0] == pytest.approx(0.25)
     assert hv[1] == pytest.approx(0.25 + 0.2 * 0.3)
     assert hv[2] == pytest.approx(hv[1])  # never down: the worse epoch takes nothing away
@@ -63,21 +63,21 @@ def test_the_cumulative_front_keeps_each_models_best_epochs() -> None:
 
 def test_grid_curve_is_what_had_finished_by_each_budget() -> None:
     # A K=5 epoch finishes at 5 and 10 model-epochs: nothing counts before it ends.
-    assert vs_peers.grid_curve([5, 10], [0.3, 0.6], 12) == [0.0] * 5 + [0.3] * 5 + [0.6] * 3
+    assert budget.grid_curve([5, 10], [0.3, 0.6], 12) == [0.0] * 5 + [0.3] * 5 + [0.6] * 3
 
 
 def test_budget_to_reach_interpolates_between_the_bracketing_points() -> None:
     xs = [0, 1, 2, 3, 4]
     values = [0.0, 0.2, 0.4, 0.8, 0.8]
-    assert vs_peers.budget_to_reach(xs, values, 0.6) == pytest.approx(2.5)
-    assert vs_peers.budget_to_reach(xs, values, 0.4) == pytest.approx(2.0)  # reached exactly at a point
-    assert vs_peers.budget_to_reach(xs, values, 0.81) == math.inf
-    assert vs_peers.budget_to_reach([0, 10, 20], [0.5, 0.5, 0.9], 0.7) == pytest.approx(15.0)
+    assert budget.budget_to_reach(xs, values, 0.6) == pytest.approx(2.5)
+    assert budget.budget_to_reach(xs, values, 0.4) == pytest.approx(2.0)  # reached exactly at a point
+    assert budget.budget_to_reach(xs, values, 0.81) == math.inf
+    assert budget.budget_to_reach([0, 10, 20], [0.5, 0.5, 0.9], 0.7) == pytest.approx(15.0)
 
 
-def _row(name: str, curve: list[float]) -> vs_peers.Row:
-    return vs_peers.Row(
-        name, vs_peers.METHODS[name].family, 1, curve, [0.0] * len(curve), (curve[-1], 0.0), (1.0, 0.0), 1, [], {}
+def _row(name: str, curve: list[float]) -> report.Row:
+    return report.Row(
+        name, methods.METHODS[name].family, 1, curve, [0.0] * len(curve), (curve[-1], 0.0), (1.0, 0.0), 1, [], {}
     )
 
 
@@ -86,7 +86,7 @@ def test_headline_ratio_against_the_best_peer() -> None:
     weaker = _row("tune-asha", [0.0, 0.1, 0.2, 0.3, 0.7])
     fast = _row("mt2o-fifo", [0.0, 0.8, 0.9, 0.9, 0.9])  # 0.8 at 1
     slow = _row("independent-fifo", [0.0, 0.1, 0.2, 0.3, 0.5])  # never within the budget
-    head = vs_peers.headline([peer, weaker, fast, slow])
+    head = report.headline([peer, weaker, fast, slow])
     assert head is not None and head.peer == "optuna-tpe" and head.peer_budget == 4.0
     assert head.ratios["mt2o-fifo"] == (1.0, 0.25)
     assert head.ratios["independent-fifo"][1] == math.inf
@@ -94,20 +94,20 @@ def test_headline_ratio_against_the_best_peer() -> None:
 
 def test_the_ratio_line_has_the_documented_form() -> None:
     pattern = r"budget ratio (\d+\.\d+|never) to reach the best peer's final HV \(([\w-]+), (\w+)\)"
-    assert re.fullmatch(pattern, vs_peers.ratio_line(0.4567, "optuna-tpe", "zdt1"))
-    assert vs_peers.ratio_line(0.4567, "optuna-tpe", "zdt1").startswith("budget ratio 0.46 ")
-    assert re.fullmatch(pattern, vs_peers.ratio_line(math.inf, "libmoon-epo", "multi_mnist"))
-    assert "ratio never to" in vs_peers.ratio_line(math.inf, "libmoon-epo", "multi_mnist")
+    assert re.fullmatch(pattern, report.ratio_line(0.4567, "optuna-tpe", "zdt1"))
+    assert report.ratio_line(0.4567, "optuna-tpe", "zdt1").startswith("budget ratio 0.46 ")
+    assert re.fullmatch(pattern, report.ratio_line(math.inf, "libmoon-epo", "multi_mnist"))
+    assert "ratio never to" in report.ratio_line(math.inf, "libmoon-epo", "multi_mnist")
 
 
 def test_service_configs_are_the_untuned_defaults_within_the_budget(tmp_path: Path) -> None:
     from pareto_search.config import parse_config
 
     job = {"problem": "zdt1", "n_train": 0, "seed": 1, "budget": 50, "epochs": 5, "lr": [0.005, 0.05], "k": 5}
-    fifo = vs_peers.service_config(job, vs_peers.METHODS["mt2o-fifo"], tmp_path, "sqlite:///x.db")
-    asha = vs_peers.service_config(job, vs_peers.METHODS["independent-pareto-asha"], tmp_path, "sqlite:///x.db")
-    headline = vs_peers.METHODS["mt2o-k3-fill-fifo"]
-    default = vs_peers.service_config(job | {"k": 3}, headline, tmp_path, "sqlite:///x.db")
+    fifo = ray_runners.service_config(job, methods.METHODS["mt2o-fifo"], tmp_path, "sqlite:///x.db")
+    asha = ray_runners.service_config(job, methods.METHODS["independent-pareto-asha"], tmp_path, "sqlite:///x.db")
+    headline = methods.METHODS["mt2o-k3-fill-fifo"]
+    default = ray_runners.service_config(job | {"k": 3}, headline, tmp_path, "sqlite:///x.db")
     assert fifo["search"]["num_samples"] == 2 and asha["search"]["num_samples"] == 10
     assert fifo["solvers"][0] == {
         "label": "mt2o",
@@ -132,7 +132,7 @@ def test_service_configs_are_the_untuned_defaults_within_the_budget(tmp_path: Pa
     assert default["solvers"][0]["population"] == preset
     assert default["solvers"][0]["optimizer"]["lr"] == {"probe": [0.005, 0.05]}
     assert default["search"]["num_samples"] == 4
-    assert vs_peers.probe_cost(headline) == 4 and vs_peers.parse_args([]).headline == headline.name
+    assert ray_runners.probe_cost(headline) == 4 and cli.parse_args([]).headline == headline.name
     for config in (fifo, asha, default):
         parse_config(config)  # the service accepts them as they are
 
@@ -141,14 +141,14 @@ def test_a_runs_slots_are_part_of_its_cache_key_only_where_trials_share_them() -
     job = {"problem": "multi_mnist", "n_train": 6000, "method": "mt2o-k3-fill-fifo", "seed": 0, "budget": 50,
            "epochs": 5, "lr": [0.001, 0.01], "runner": "service", "slots": 2}  # fmt: skip
     one_slot = job | {"slots": 1}
-    assert vs_peers.parse_args([]).slots == 1  # the default: every method on one slot, equal resources
+    assert cli.parse_args([]).slots == 1  # the default: every method on one slot, equal resources
     # The service (and Tune) at 1 slot runs its trials one at a time: another curve, so another run.
-    assert vs_peers._key(job) != vs_peers._key(one_slot) and vs_peers._key(one_slot)[-1] == 1
-    assert vs_peers._key(job | {"runner": "tune-asha"}) != vs_peers._key(one_slot | {"runner": "tune-asha"})
+    assert runs._key(job) != runs._key(one_slot) and runs._key(one_slot)[-1] == 1
+    assert runs._key(job | {"runner": "tune-asha"}) != runs._key(one_slot | {"runner": "tune-asha"})
     # Optuna, LibMOON and our stand-ins train one model at a time whatever --slots says: one run serves both.
     for runner in ("optuna", "libmoon", "trainer"):
-        assert vs_peers._key(job | {"runner": runner}) == vs_peers._key(one_slot | {"runner": runner})
-        assert vs_peers._key(job | {"runner": runner})[-1] == 1
+        assert runs._key(job | {"runner": runner}) == runs._key(one_slot | {"runner": runner})
+        assert runs._key(job | {"runner": runner})[-1] == 1
 
 
 @pytest.mark.slow
@@ -159,7 +159,7 @@ def test_quick_mode_ends_with_the_ratio_line(tmp_path) -> None:
     import subprocess
 
     done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "vs_peers.py"), "--quick", "--out", str(tmp_path / "out"), "--no-mlflow"],
+        [sys.executable, str(BENCHMARKS / "vs_peers"), "--quick", "--out", str(tmp_path / "out"), "--no-mlflow"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -179,7 +179,7 @@ def test_per_seed_ratios_use_each_seeds_own_target_and_count_a_seed_that_never_g
 
     peer = {10: [0.0, 0.2, 0.4, 0.6, 0.8], 11: [0.0, 0.5, 0.5, 0.5, 0.5], 12: [0.0, 0.1, 0.2, 0.3, 0.4]}
     ours = {10: [0.0, 0.8, 0.8, 0.8, 0.8], 11: [0.0, 0.1, 0.2, 0.3, 0.4], 12: [0.0, 0.2, 0.4, 0.4, 0.4]}
-    ratios = peer_stats.seed_ratios(ours, peer, vs_peers.budget_to_reach)
+    ratios = peer_stats.seed_ratios(ours, peer, budget.budget_to_reach)
     # seed 10: 1 / 4; seed 11: never reaches 0.5 (the peer got there at 1); seed 12: 2 / 4.
     assert ratios.ratios == {10: 0.25, 11: math.inf, 12: 0.5}
     assert ratios.median == 0.5 and ratios.text() == "0.50 (0.25–never)"
@@ -224,7 +224,7 @@ def test_runs_of_another_default_are_refused_and_the_digest_follows_the_preset(m
 
     from trials import presets
 
-    digest = peer_stats.defaults_digest(vs_peers.default_entry([1e-4, 3e-2]))
+    digest = peer_stats.defaults_digest(ray_runners.default_entry([1e-4, 3e-2]))
     same = [{"digest": digest}, {"digest": digest}]
     assert peer_stats.check_digests(same, digest, strict=True) == ""
     line = peer_stats.check_digests([*same, {"digest": "0123456789ab"}], digest, strict=True)
@@ -233,33 +233,33 @@ def test_runs_of_another_default_are_refused_and_the_digest_follows_the_preset(m
     assert peer_stats.check_digests([{}, {"digest": digest}], digest, strict=False) == ""  # older in-sample runs
     changed = presets.MethodPreset(**{**presets.MT2O.__dict__, "population": {**presets.MT2O.population, "size": 4}})
     monkeypatch.setattr(presets, "MT2O", changed)
-    assert peer_stats.defaults_digest(vs_peers.default_entry([1e-4, 3e-2])) != digest
+    assert peer_stats.defaults_digest(ray_runners.default_entry([1e-4, 3e-2])) != digest
 
 
 def test_the_heldout_protocol_takes_its_own_seeds_problems_and_range_and_refuses_in_sample_ones(capsys) -> None:
-    args = vs_peers.parse_args(["--protocol", "heldout"])
+    args = cli.parse_args(["--protocol", "heldout"])
     assert args.seeds == "10,11,12,13,14" and args.problems == "multi_fashion,river_flow,movielens"
     assert args.lr_range == "0.0001,0.03" and args.headline == "mt2o-default" and args.out.name == "heldout"
     assert set(args.methods.split(",")) >= {"optuna-tpe-expert", "optuna-probe-tpe", "single-model", "optuna-tpe"}
     for bad in (["--seeds", "2,10"], ["--problems", "multi_mnist"]):
         with pytest.raises(SystemExit) as stopped:
-            vs_peers.parse_args(["--protocol", "heldout", *bad])
+            cli.parse_args(["--protocol", "heldout", *bad])
         assert stopped.value.code == 2
     assert "chose defaults (in sample)" in capsys.readouterr().err
 
 
 def test_expert_samplers_are_sized_to_the_budget() -> None:
-    tpe = vs_peers.optuna_sampler("tpe", True, 0, 10)
+    tpe = runners.optuna_sampler("tpe", True, 0, 10)
     assert tpe._n_startup_trials == 4 and tpe._multivariate
-    assert vs_peers.optuna_sampler("tpe", False, 0, 10)._n_startup_trials == 10  # what a user gets by default
-    assert vs_peers.optuna_sampler("nsga2", True, 0, 10)._population_size == 5
+    assert runners.optuna_sampler("tpe", False, 0, 10)._n_startup_trials == 10  # what a user gets by default
+    assert runners.optuna_sampler("nsga2", True, 0, 10)._population_size == 5
 
 
 def test_the_psl_row_is_charged_what_it_trains_not_the_points_it_shows() -> None:
     """One PSL network's epoch trains P preferences per example (P model-epochs) and shows N points: the budget
     counts P per epoch, so 50 model-epochs buy 12 epochs at P = 4, each with the preset's N points."""
     job = {"problem": "toy2d", "n_train": 0, "seed": 0, "budget": 50, "method": "psl", "runner": "psl"}
-    record = vs_peers.run_psl(job)
+    record = runners.run_psl(job)
     events = record["events"]
     assert [e["cum"] for e in events] == [4 * (i + 1) for i in range(12)]
     assert all(len(e["points"]) == 11 and len(e["test"]) == 11 for e in events)
@@ -273,21 +273,21 @@ def test_libmoon_psl_is_libmoons_own_runner_and_is_refused_off_its_image_problem
     """LibMOON's PSL runs in LibMOON's venv (not here): its row exists with LibMOON's runner, and where its LeNet
     target network cannot take the inputs (tabular, synthetic) the run is left out with one line naming the
     problem; without the venv no stand-in takes its place."""
-    method = vs_peers.METHODS["libmoon-psl"]
+    method = methods.METHODS["libmoon-psl"]
     assert (method.family, method.runner, method.solver) == ("peer", "libmoon", "psl")
-    assert "libmoon-psl" not in vs_peers.DEFAULT_METHODS  # on request only
+    assert "libmoon-psl" not in methods.DEFAULT_METHODS  # on request only
     for image in ("multi_mnist", "multi_fashion", "multi_fashion_mnist"):
-        assert vs_peers.libmoon_psl_refusal(image) == ""
+        assert methods.libmoon_psl_refusal(image) == ""
     for other in ("river_flow", "zdt1", "related3"):
-        why = vs_peers.libmoon_psl_refusal(other)
+        why = methods.libmoon_psl_refusal(other)
         assert "\n" not in why and other in why and "LibMOON's PSL ships a LeNet hypernetwork only" in why
-    args = vs_peers.parse_args(["--problems", "zdt1", "--seeds", "0,1", "--methods", "libmoon-psl,libmoon-epo"])
+    args = cli.parse_args(["--problems", "zdt1", "--seeds", "0,1", "--methods", "libmoon-psl,libmoon-epo"])
     args.digest, args.commit = "d", "c"
     refused: list[str] = []
-    jobs = vs_peers.plan_jobs(args, "zdt1", 2, "", refused)
+    jobs = runs.plan_jobs(args, "zdt1", 2, "", refused)
     assert [j["method"] for j in jobs] == ["libmoon-epo", "libmoon-epo"]
-    assert refused == [vs_peers.libmoon_psl_refusal("zdt1")]  # one line, not one per seed
+    assert refused == [methods.libmoon_psl_refusal("zdt1")]  # one line, not one per seed
     refused = []
-    jobs = vs_peers.plan_jobs(args, "multi_mnist", 2, "no LibMOON venv at /nowhere", refused)
+    jobs = runs.plan_jobs(args, "multi_mnist", 2, "no LibMOON venv at /nowhere", refused)
     assert [j["runner"] for j in jobs] == ["trainer", "trainer"]  # EPO's stand-in; PSL's row has none
     assert refused == ["libmoon-psl refused: no LibMOON venv at /nowhere"]
