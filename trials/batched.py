@@ -110,7 +110,7 @@ def batched_backward(losses: Tensor, per_member: Callable[[int, Tensor], None]) 
     torch.autograd.backward(losses, grad_tensors=proxies.grad)
 
 
-def functional_losses(task_losses: Callable[[object], Tensor], inputs: Tensor) -> LossFunction:
+def functional_losses(task_losses: Callable[[Sequence[Tensor]], Tensor], inputs: Tensor) -> LossFunction:
     """The loss function vmap maps over: the template module run with one member's parameters."""
 
     def loss_of(template: nn.Module, params: dict[str, Tensor]) -> Tensor:

@@ -138,11 +138,11 @@ def select_groups(affinity: ArrayLike, budget: int, *, allow_singletons: bool = 
     for choice in reversed(choices):
         if mask == 0:
             break
-        block = choice.get(mask)
-        if block is None:  # the same cover with one block fewer was as good
+        chosen = choice.get(mask)
+        if chosen is None:  # the same cover with one block fewer was as good
             continue
-        blocks.setdefault(int(masks[best_group[block]]), []).extend(_members(block, num_tasks))
-        mask ^= block
+        blocks.setdefault(int(masks[best_group[chosen]]), []).extend(_members(chosen, num_tasks))
+        mask ^= chosen
     row_of = {int(m): r for r, m in enumerate(masks)}
     groups = []
     task_scores = [0.0] * num_tasks

@@ -25,6 +25,7 @@ import copy
 import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -94,7 +95,7 @@ def optimizer_lookahead(optimizer: torch.optim.Optimizer, params: Sequence[nn.Pa
     return [s.detach() for s in shadows]
 
 
-def _group_of(optimizer: torch.optim.Optimizer, param: nn.Parameter) -> dict:
+def _group_of(optimizer: torch.optim.Optimizer, param: nn.Parameter) -> dict[str, Any]:
     for group in optimizer.param_groups:
         if any(q is param for q in group["params"]):
             return group

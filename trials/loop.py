@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ import torch
 from trials.affinity import AffinityProbe, add_matrices
 from trials.population import Population
 from trials.problems import Batch, Problem, make_problem
+from trials.problems.base import Split
 from trials.psl import PSLPopulation
 from trials.spec import SpecMismatch, TrialSpec, spec_difference
 
@@ -83,6 +84,40 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(state)
 
 
+class ReportedMember(Protocol):
+    """What the Trainer reports of every population's member."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def preference(self) -> torch.Tensor: ...
+
+
+class WorkerMember(ReportedMember, Protocol):
+    """What the Trainer reads of a member that trains on a worker of its own (its model is not in this process)."""
+
+    @property
+    def diagnostics(self) -> dict[str, float]: ...  # the solver's scalars of the latest epoch
+
+
+class WorkerPopulation(Protocol):
+    """A population whose members train on workers of their own (the service's Ray actors,
+    pareto_search/search/member_actors.py): the interface :class:`Population` gives the Trainer, plus evaluation
+    and weights, which only the workers that hold the models can give."""
+
+    step: int
+
+    @property
+    def members(self) -> Sequence[WorkerMember]: ...
+    def __len__(self) -> int: ...
+    def train_step(self, batch: Batch) -> torch.Tensor: ...
+    def end_epoch(self, epoch: int, mean_train_losses: torch.Tensor) -> None: ...
+    def evaluate(self, split: Split) -> list[dict[str, float]]: ...
+    def member_weights(self) -> list[dict[str, torch.Tensor]]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
 class Trainer:
     """Runs one trial. ``problem`` may be passed in to share loaded data between trainers."""
 
@@ -92,7 +127,7 @@ class Trainer:
         *,
         problem: Problem | None = None,
         num_threads: int | None = None,
-        population_factory: Callable[[Problem, TrialSpec, torch.device], Any] | None = None,
+        population_factory: Callable[[Problem, TrialSpec, torch.device], WorkerPopulation] | None = None,
     ) -> None:
         if num_threads is not None:
             torch.set_num_threads(max(1, num_threads))
@@ -103,15 +138,18 @@ class Trainer:
         self.problem = problem if problem is not None else make_problem(spec.problem, spec.problem_args)
         torch.manual_seed(spec.seed)  # the shared initialization of all members comes from the seed
         # Pareto set learning trains one conditioned model whose points stand in for the members (trials/psl/).
-        population = PSLPopulation if spec.population.psl is not None else Population
+        self.population: Population | PSLPopulation | WorkerPopulation
         if spec.population.placement != "process":
             if population_factory is None:  # the members' workers are Ray actors: the service starts them
                 raise ValueError(
                     f"`population.placement` is {spec.population.placement!r}, whose members run on Ray actors that "
                     "the search service starts; allowed for a trial trained on its own: process"
                 )
-            population = population_factory
-        self.population = population(self.problem, spec, self.device)
+            self.population = population_factory(self.problem, spec, self.device)
+        elif spec.population.psl is not None:
+            self.population = PSLPopulation(self.problem, spec, self.device)
+        else:
+            self.population = Population(self.problem, spec, self.device)
         # TAG's inter-task affinity of member 0 (trials/affinity.py); it leaves training bit-identical.
         self.affinity = AffinityProbe(spec.affinity_every, spec.affinity_lookahead) if spec.affinity_every else None
         self.epoch = 0
@@ -140,16 +178,23 @@ class Trainer:
         self.population.end_epoch(self.epoch, sums / max(batches, 1))
         train_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        remote = self._remote_members
+        evaluated = self.evaluate("val")
+        population = self.population
+        reported: Sequence[ReportedMember] = population.members
+        diagnostics = (
+            [m.solver.diagnostics() for m in population.members]
+            if isinstance(population, Population | PSLPopulation)
+            else [m.diagnostics for m in population.members]
+        )
         members = [
             MemberReport(
                 member=m.index,
                 preference=m.preference.tolist(),
                 metrics=metrics,
                 train_losses=(sums[m.index] / max(batches, 1)).tolist(),
-                diagnostics=m.diagnostics if remote else m.solver.diagnostics(),
+                diagnostics=diag,
             )
-            for m, metrics in zip(self.population.members, self.evaluate("val"), strict=True)
+            for m, metrics, diag in zip(reported, evaluated, diagnostics, strict=True)
         ]
         report = EpochReport(self.epoch, members, train_seconds, time.perf_counter() - start)
         report.extra.update(self._affinity_extra())
@@ -158,6 +203,8 @@ class Trainer:
 
     def _measure_affinity(self, batch: Batch) -> None:
         assert self.affinity is not None
+        # the spec allows the affinity only for members in this process, and a PSL population refuses it
+        assert isinstance(self.population, Population)
         member = self.population.members[0]
         self.affinity.measure(member.model, member.optimizer, self.problem, batch.to(self.device))
 
@@ -186,14 +233,12 @@ class Trainer:
                 break
         return self.history
 
-    def evaluate(self, split: str = "test") -> list[dict[str, float]]:
-        if self._remote_members:  # members on workers of their own evaluate there, all at once
-            return self.population.evaluate(split)
-        return [self.problem.evaluate(m.model, split, self.device) for m in self.population.members]  # type: ignore[arg-type]
-
-    @property
-    def _remote_members(self) -> bool:
-        return self.spec.population.placement != "process"
+    def evaluate(self, split: Split = "test") -> list[dict[str, float]]:
+        population = self.population
+        if not isinstance(population, Population | PSLPopulation):
+            return population.evaluate(split)  # members on workers of their own evaluate there, all at once
+        # a PSL point (AtPreference) is not a MultiTaskModel but predicts like one: all evaluate calls
+        return [self.problem.evaluate(m.model, split, self.device) for m in population.members]  # type: ignore[arg-type]
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -248,6 +293,7 @@ class Trainer:
 
     def member_weights(self) -> list[dict[str, torch.Tensor]]:
         """Each member's weights on the CPU: what the service stores per front point."""
-        if self._remote_members:
-            return self.population.member_weights()
-        return [{k: v.detach().cpu().clone() for k, v in m.model.state_dict().items()} for m in self.population.members]
+        population = self.population
+        if not isinstance(population, Population | PSLPopulation):
+            return population.member_weights()
+        return [{k: v.detach().cpu().clone() for k, v in m.model.state_dict().items()} for m in population.members]

@@ -24,7 +24,8 @@ class MultiTaskModel(nn.Module):
 
     def representation(self, x: Tensor) -> Tensor:
         """The shared representation (input of every head)."""
-        return self.trunk(x)
+        z: Tensor = self.trunk(x)
+        return z
 
     def heads_forward(self, z: Tensor) -> list[Tensor]:
         return [head(z) for head in self.heads]

@@ -25,7 +25,7 @@ from trials.preferences import normalize_preferences, pull_to_centre, trial_pref
 from trials.problems.base import Batch, Problem
 from trials.solvers import Solver, StepContext, build_solver, solver_class
 from trials.spec import OptimizerSpec, TransferSpec, TrialSpec
-from trials.transfer import make_transfer
+from trials.transfer import Objective, make_transfer
 
 MTGD_DEFAULT_ALPHA = 1.0  # α of the MTGD code (w = α·η0·r); what an unset eps0 means under rule mtgd
 
@@ -281,7 +281,7 @@ class Population:
         for member in self.members:
             member.solver.end_epoch(epoch, mean_train_losses[member.index])
 
-    def _objective_on(self, batch: Batch):  # -> transfer.Objective
+    def _objective_on(self, batch: Batch) -> Objective:
         @torch.no_grad()
         def objective(k: int, params: dict[str, Tensor]) -> float:
             member = self.members[k]

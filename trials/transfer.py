@@ -44,6 +44,11 @@ Objective = Callable[[int, dict[str, Tensor]], float]
 Snapshot = list[dict[str, Tensor]]
 
 
+def _member_objective(objective: Objective, k: int) -> Callable[[dict[str, Tensor]], float]:
+    """f_k alone: the members' objective with member k fixed."""
+    return lambda params: objective(k, params)
+
+
 def similarity_matrix(preferences: Tensor, sigma: float) -> Tensor:
     """Row-stochastic ``(K, K)`` kernel with a zero diagonal (a member never transfers to itself)."""
     distances = torch.cdist(preferences, preferences) ** 2
@@ -55,7 +60,8 @@ def similarity_matrix(preferences: Tensor, sigma: float) -> Tensor:
 
 def mtgd_relatedness(preferences: Tensor) -> Tensor:
     """``(K, K)`` r_kj = c⁺/(1+c⁺), c the cosine of λ_k and λ_j; zero diagonal (MTGD's coefficient)."""
-    unit = preferences / preferences.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    norms: Tensor = preferences.norm(dim=1, keepdim=True)
+    unit = preferences / norms.clamp_min(1e-300)
     cosine = (unit @ unit.T).clamp_min(0.0)
     related = cosine / (1.0 + cosine)
     related.fill_diagonal_(0.0)
@@ -173,7 +179,7 @@ class PeriodicTransfer(Transfer):
             raise ValueError("beneficial transfer needs the members' objectives on the current batch")
         # Every row is decided on the parameters before any mixing (Jacobi order), then every member mixes.
         rows = [
-            self.row(k, _full(model), snapshot, eps, (lambda p, k=k: objective(k, p)) if objective else None)
+            self.row(k, _full(model), snapshot, eps, _member_objective(objective, k) if objective else None)
             for k, model in enumerate(models)
         ]
         for k, model in enumerate(models):
@@ -276,7 +282,7 @@ class MTGDTransfer(Transfer):
         snapshot = _snapshot(models, names)
         if self.refresh_due(step):
             for k, model in enumerate(models):
-                self.refresh_row(k, _full(model), snapshot, lambda p, k=k: objective(k, p))
+                self.refresh_row(k, _full(model), snapshot, _member_objective(objective, k))
         return snapshot
 
     @torch.no_grad()

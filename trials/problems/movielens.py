@@ -98,7 +98,8 @@ class _Trunk(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         ids = x[:, :2].long()
         z = torch.cat([self.users(ids[:, 0]), self.items(ids[:, 1]), x[:, 2:]], dim=1)
-        return self.mlp(z)
+        representation: Tensor = self.mlp(z)
+        return representation
 
 
 def _positive_int(field: str, value: object) -> int:

@@ -72,18 +72,17 @@ class RelatedConflicting(Problem):
     ) -> None:
         names = [t[0] for t in TASKS]
         indices = [names.index(t) if isinstance(t, str) and t in names else t for t in tasks]
-        if not indices or any(
-            not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(TASKS) for i in indices
-        ):
+        valid = [i for i in indices if isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(TASKS)]
+        if not indices or len(valid) != len(indices):
             raise ValueError(
                 f"problem 'related3': argument `tasks` must be a non-empty list of task indices 0-2 or names "
                 f"{', '.join(names)}, found {list(tasks)!r}"
             )
-        if len(set(indices)) != len(indices):
+        if len(set(valid)) != len(valid):
             raise ValueError(f"problem 'related3': argument `tasks` lists a task twice, found {list(tasks)!r}")
         if not isinstance(noise, int | float) or isinstance(noise, bool) or noise < 0:
             raise ValueError(f"problem 'related3': argument `noise` must be a float >= 0, found {noise!r}")
-        self.tasks = tuple(indices)
+        self.tasks = tuple(valid)
         self.dim, self.hidden = _positive_int("dim", dim), _positive_int("hidden", hidden)
         self.batch_size = _positive_int("batch_size", batch_size)
         self.noise = float(noise)

@@ -20,6 +20,13 @@ from trials.models import MultiTaskModel, ParameterVector
 HYPER_MAX_PARAMETERS = 100_000
 
 
+def _output_layer(net: nn.Sequential) -> nn.Linear:
+    """The last layer of a :func:`_preference_net` (indexing an ``nn.Sequential`` is typed as any module)."""
+    last = net[-1]
+    assert isinstance(last, nn.Linear)
+    return last
+
+
 def _preference_net(num_tasks: int, hidden: int, out: int) -> nn.Sequential:
     """λ ↦ features: two hidden layers; the last layer starts at zero, so a fresh conditioned model is the
     problem's own initial model at every preference and the preference's influence grows from there."""
@@ -93,7 +100,7 @@ class LowRank(_Generated):
                 self.B[_key(name)] = nn.Parameter(torch.randn(math.prod(shape), rank) * 0.01)
         self.rank = rank
         self.generator = _preference_net(num_tasks, hidden, rank * len(self.targets))
-        nn.init.normal_(self.generator[-1].weight, std=0.01)  # not zero: B·g needs both to move
+        nn.init.normal_(_output_layer(self.generator).weight, std=0.01)  # not zero: B·g needs both to move
 
     def apply_generated(self, x: Tensor, generated: Tensor) -> list[Tensor]:
         scales = generated.view(len(self.targets), self.rank)
@@ -106,7 +113,8 @@ class LowRank(_Generated):
             else:
                 delta = self.B[_key(name)] @ scales[i]
             weights[name] = base + delta.view(base.shape)
-        return functional_call(self.base, weights, (x,))
+        outputs: list[Tensor] = functional_call(self.base, weights, (x,))  # a MultiTaskModel's outputs
+        return outputs
 
 
 class Hyper(_Generated):
@@ -127,15 +135,17 @@ class Hyper(_Generated):
             )
         self.generator = _preference_net(num_tasks, hidden, total)
         with torch.no_grad():
-            self.generator[-1].bias.copy_(torch.cat([params[n].detach().flatten() for n in self.names]))
-            nn.init.normal_(self.generator[-1].weight, std=0.01)
+            last = _output_layer(self.generator)
+            last.bias.copy_(torch.cat([params[n].detach().flatten() for n in self.names]))
+            nn.init.normal_(last.weight, std=0.01)
         for p in base.parameters():  # the generated weights replace them: the base only supplies the architecture
             p.requires_grad_(False)
 
     def apply_generated(self, x: Tensor, generated: Tensor) -> list[Tensor]:
         chunks = torch.split(generated, [math.prod(s) for s in self.shapes])
         weights = {n: c.view(s) for n, c, s in zip(self.names, chunks, self.shapes, strict=True)}
-        return functional_call(self.base, weights, (x,))
+        outputs: list[Tensor] = functional_call(self.base, weights, (x,))  # a MultiTaskModel's outputs
+        return outputs
 
 
 class FiLM(_Generated):
@@ -175,7 +185,8 @@ class FiLM(_Generated):
         if self.axis == 1:
             view = (1, self.features) + (1,) * (z.dim() - 2)
             gamma, beta = gamma.view(view), beta.view(view)
-        return z * (1 + gamma) + beta
+        modulated: Tensor = z * (1 + gamma) + beta
+        return modulated
 
     def apply_generated(self, x: Tensor, generated: Tensor) -> list[Tensor]:
         return self.base.heads_forward(self._modulate(self.base.representation(x), generated))
@@ -208,7 +219,8 @@ class AtPreference(nn.Module):
         self.register_buffer("preference", torch.as_tensor(preference, dtype=torch.float32).clone())
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        return self.conditioned(x, self.preference)
+        outputs: list[Tensor] = self.conditioned(x, self.preference)
+        return outputs
 
 
 # -- a stored point, outside the trainer: what a served model rebuilds ----------------------------------

@@ -77,7 +77,9 @@ class Solver(ABC):
     name: ClassVar[str]
     paper: ClassVar[str]  # citation of the method it implements
     Params: ClassVar[type[Hyperparameters]] = Hyperparameters
-    needs: ClassVar[Needs] = Needs()
+    # A class attribute an instance may override: a solver whose needs depend on its hyperparameters sets its own
+    # in ``setup`` (mgda's mode); the loop reads it from the instance.
+    needs: Needs = Needs()
     # Whose code computes the update: "ours" (written here from the paper) or the library a
     # wrapper delegates to, with its version (e.g. "torchjd 0.18.0"); listed by `pareto-search solvers`.
     implementation: ClassVar[str] = "ours"

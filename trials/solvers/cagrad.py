@@ -56,7 +56,8 @@ def project_to_simplex(v: np.ndarray) -> np.ndarray:
     u = np.sort(v)[::-1]
     cumulative = np.cumsum(u) - 1.0
     rho = int(np.nonzero(u - cumulative / np.arange(1, len(v) + 1) > 0)[0].max())
-    return np.maximum(v - cumulative[rho] / (rho + 1), 0.0)
+    projected: np.ndarray = np.maximum(v - cumulative[rho] / (rho + 1), 0.0)
+    return projected
 
 
 def dual_weights(gram: np.ndarray, c: float, max_iter: int, tol: float) -> tuple[np.ndarray, int, str]:
@@ -74,7 +75,8 @@ def dual_weights(gram: np.ndarray, c: float, max_iter: int, tol: float) -> tuple
 
     def gradient(w: np.ndarray) -> np.ndarray:
         q = float(w @ A @ w)
-        return Ab + (radius / math.sqrt(q)) * (A @ w) if q > 1e-30 else Ab
+        grad: np.ndarray = Ab + (radius / math.sqrt(q)) * (A @ w) if q > 1e-30 else Ab
+        return grad
 
     w, step = uniform, 1.0
     for iteration in range(1, max_iter + 1):

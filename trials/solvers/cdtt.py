@@ -54,7 +54,8 @@ def central_direction(gradients: Tensor) -> Tensor:
     unit = g / norms[:, None]
     w = min_norm_weights(gram_matrix(unit)).weights.to(g.device)
     gamma = 1.0 / float((w / norms).sum())
-    return gamma * (w @ unit)
+    direction: Tensor = gamma * (w @ unit)
+    return direction
 
 
 def tension(p: Tensor, alpha: float) -> Tensor:

@@ -93,7 +93,8 @@ class SolverContract:
 
     def _run(self, population: Population, steps: int, start: int = 0) -> list[Tensor]:
         problem = population.problem
-        losses, epoch = [], start // problem.steps_per_epoch()
+        losses: list[Tensor] = []
+        epoch = start // problem.steps_per_epoch()
         per_epoch = problem.steps_per_epoch()
         while len(losses) < steps:
             for batch in problem.train_batches(torch.Generator().manual_seed(epoch)):

@@ -40,7 +40,7 @@ class MGDAParams(Hyperparameters):
 
 def normalizers(gradients: Tensor, losses: Tensor, normalization: Normalization) -> Tensor:
     """``(T,)`` float64 divisors of the gradient rows before the min-norm problem."""
-    norms = gradients.detach().to(torch.float64).norm(dim=1).cpu()
+    norms: Tensor = gradients.detach().to(torch.float64).norm(dim=1).cpu()
     loss = losses.detach().to(torch.float64).cpu()
     if normalization == "l2":
         return norms.clamp_min(NORM_FLOOR)

@@ -44,7 +44,8 @@ class PMTLParams(Hyperparameters):
 def region_directions(preferences: Tensor) -> Tensor:
     """Unit-length rows u_k = λ_k/‖λ_k‖ ``(K, T)``: the paper's preference vectors in loss space."""
     prefs = preferences.to(torch.float64)
-    return prefs / prefs.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    norms: Tensor = prefs.norm(dim=1, keepdim=True)
+    return prefs / norms.clamp_min(1e-300)
 
 
 def region_of(losses: Tensor, directions: Tensor) -> int:
@@ -55,7 +56,8 @@ def region_of(losses: Tensor, directions: Tensor) -> int:
 def constraint_values(losses: Tensor, directions: Tensor, member: int) -> Tensor:
     """``(K,)`` G_j = (u_j − u_k)ᵀ F/‖F‖ (cosine differences; ≤ 0 for all j ⇔ F in region k)."""
     F = losses.detach().to(torch.float64).cpu()
-    return (directions - directions[member]) @ (F / F.norm().clamp_min(1e-300))
+    norm: Tensor = F.norm()
+    return (directions - directions[member]) @ (F / norm.clamp_min(1e-300))
 
 
 def pmtl_weights(
