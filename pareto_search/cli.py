@@ -256,17 +256,22 @@ def _report(outcome) -> int:  # outcome: search.runner.SearchOutcome
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from pareto_search.plan import load_plan
+    from pareto_search.locations import find_search
 
-    plan, _ = load_plan(args.storage, args.name)
+    plan, _, _ = find_search(args.storage, args.name)  # run_search resolves its locations (and says any note)
     return _drive(plan, args.address, resume=True)
+
+
+def _say_note(command: str, locations) -> None:  # locations: locations.Locations
+    if locations.note:
+        print(f"pareto-search {command}: {locations.note}", file=sys.stderr)
 
 
 def _load_front(name: str, storage: str):  # -> GlobalFront
     from pareto_search.fronts import GlobalFront
-    from pareto_search.plan import load_plan
+    from pareto_search.locations import find_search
 
-    plan, _ = load_plan(storage, name)
+    plan, _, _ = find_search(storage, name)
     if not plan.front_path.is_file():
         raise ConfigError(f"search '{name}' has no evaluated point yet ({plan.front_path} is missing)")
     try:
@@ -292,7 +297,7 @@ def _cmd_front(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from pareto_search.compare import compare_data, format_report, log_comparison
-    from pareto_search.plan import load_plan
+    from pareto_search.locations import find_search
 
     fronts = {name: _load_front(name, args.storage) for name in args.names}
     data = compare_data(fronts, args.reference_point)
@@ -300,10 +305,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.no_mlflow:
         return 0
     from pareto_search.timeouts import WaitTimeout, bounded_call, redact_uri, tracking_open_timeout_s
-    from pareto_search.tracking import fail_fast_http, is_outage, resolve_tracking_uri
+    from pareto_search.tracking import fail_fast_http, is_outage
 
-    tracking = load_plan(args.storage, args.names[0])[0].config.tracking  # the first search's MLflow
-    uri = resolve_tracking_uri(tracking.uri)
+    first, _, locations = find_search(args.storage, args.names[0])  # the first search's MLflow
+    _say_note("compare", locations)
+    tracking, uri = first.config.tracking, locations.tracking_uri
     bound = tracking_open_timeout_s(uri)
 
     def log() -> str:
@@ -343,7 +349,7 @@ def _selection_rule(args: argparse.Namespace):  # -> selection.Rule
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
-    from pareto_search.plan import load_plan
+    from pareto_search.locations import find_search
     from pareto_search.selection import SelectionError
     from pareto_search.selection.request import select_on_front
 
@@ -371,8 +377,9 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # the point's weights are read
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-        exact_plan, _ = load_plan(args.storage, args.name)
-        selection = exact_selection(exact_plan, selection, rule.weights)
+        exact_plan, _, exact_locations = find_search(args.storage, args.name)
+        _say_note("select", exact_locations)
+        selection = exact_selection(exact_plan, selection, rule.weights, tracking_uri=exact_locations.tracking_uri)
     payload = selection.to_json()
     text = selection.to_text()
     if model_name is not None:
@@ -386,7 +393,9 @@ def _cmd_select(args: argparse.Namespace) -> int:
         from pareto_search.serving.publish import register
         from pareto_search.serving.registry import RegistryUnavailable
 
-        plan, parent_run_id = load_plan(args.storage, args.name)
+        plan, parent_run_id, locations = find_search(args.storage, args.name)
+        if not args.exact:  # said once
+            _say_note("select", locations)
         try:
             published = register(
                 plan,
@@ -396,12 +405,12 @@ def _cmd_select(args: argparse.Namespace) -> int:
                 model_name=model_name,
                 alias=alias,
                 whole_front=args.register_front is not None,
+                tracking_uri=locations.tracking_uri,
             )
         except RegistryUnavailable as exc:
             from pareto_search.timeouts import redact_uri
-            from pareto_search.tracking import resolve_tracking_uri
 
-            uri = redact_uri(resolve_tracking_uri(plan.config.tracking.uri))
+            uri = redact_uri(locations.tracking_uri)
             print(
                 f"pareto-search select: error: MLflow at {uri} stopped answering while registering: {exc}; "
                 "the same command again completes it (one version, the alias on it)",
@@ -439,7 +448,9 @@ def _cluster_locations(config: SearchConfig) -> None:
             f"`storage` is {storage!r}, a relative path: on a cluster it would land in the job's temporary working "
             "directory; give an absolute path on shared storage (or set PARETO_SEARCH_STORAGE)"
         )
-    if not (config.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")):
+    from pareto_search.locations import resolve_locations
+
+    if resolve_locations(config).tracking.source == "default":
         raise ConfigError(
             "`tracking.uri` is not set: on a cluster the default sqlite file would land in the job's temporary "
             "working directory; set it (or MLFLOW_TRACKING_URI) to the team's MLflow server"

@@ -105,11 +105,11 @@ class GroupsReport:
 
 def search_groups(storage: str | Path, name: str, budget: int, trial: str | None = None) -> GroupsReport:
     """The TAG grouping of search ``name`` for ``budget`` networks; every bad input is a one-line ConfigError."""
-    from pareto_search.plan import load_plan
+    from pareto_search.locations import find_search
 
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ConfigError(f"`--budget` must be an integer >= 1, found {budget!r}")
-    plan, _ = load_plan(storage, name)
+    plan, _, _ = find_search(storage, name)
     recorded = load_affinities(affinity_path(plan.front_path))
     if not recorded:
         every = plan.config.diagnostics.affinity_every

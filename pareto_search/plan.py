@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pareto_search.config import ConfigError, SearchConfig, as_distribution, parse_config
 from pareto_search.fronts import write_atomic
+from pareto_search.locations import TrackingRecord, record_tracking
 from pareto_search.pareto import Objective
 from pareto_search.search.devices import check_trial_device
 from pareto_search.storage import Location, StorageError, check_reachable
@@ -35,6 +37,9 @@ class SearchPlan:
     # What learning-rate probes found (search/lr_probe.py ProbeResult.to_dict), once they ran: `config` then
     # holds the chosen values, so a resumed search does not probe again.
     probes: tuple[dict[str, Any], ...] = ()
+    # How the search's tracking store was given (locations.py), resolved again by every command where it runs;
+    # None: a search.json written before searches recorded it (only the config's `tracking.uri` is known).
+    tracking: TrackingRecord | None = None
 
     @property
     def name(self) -> str:
@@ -54,7 +59,9 @@ class SearchPlan:
             "objectives": [{"name": o.name, "direction": o.direction} for o in self.objectives],
             "reference_point": list(self.reference_point),
             "probes": list(self.probes),
-            # No location: a search folder is read where it is found (moved, copied or mounted elsewhere).
+            # No absolute location: a search folder is read where it is found (moved, copied or mounted
+            # elsewhere); the tracking store is recorded as it was given (locations.py).
+            **({"locations": {"tracking": self.tracking.to_json()}} if self.tracking is not None else {}),
             "parent_run_id": parent_run_id,
         }
 
@@ -238,7 +245,8 @@ def make_plan(config: SearchConfig, problem: Problem | None = None) -> SearchPla
     for folder in (location.parent, location):
         if folder.is_local and folder.local_path.exists() and not folder.local_path.is_dir():
             raise ConfigError(f"`storage`: {folder} exists and is not a folder")
-    return SearchPlan(config, objectives, reference_point, location)
+    tracking = record_tracking(config.tracking.uri, storage_dir=location, cwd=Path.cwd(), env=os.environ)
+    return SearchPlan(config, objectives, reference_point, location, tracking=tracking)
 
 
 def search_location(storage: str | Path | Location, name: str) -> Location:
@@ -264,11 +272,17 @@ def load_plan(storage: str | Path | Location, name: str) -> tuple[SearchPlan, st
         raise ConfigError(f"search '{name}' not found: no {path}; is --storage right?")
     data = json.loads(path.read_text())
     config = parse_config(data["config"])
+    recorded = (data.get("locations") or {}).get("tracking")
+    try:
+        tracking = TrackingRecord.from_json(recorded) if recorded is not None else None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"search '{name}': {path} has an unreadable `locations.tracking` ({exc})") from None
     plan = SearchPlan(
         config,
         tuple(Objective(o["name"], o["direction"]) for o in data["objectives"]),
         tuple(data["reference_point"]),
         storage_dir,
         tuple(data.get("probes", ())),
+        tracking,
     )
     return plan, data.get("parent_run_id")

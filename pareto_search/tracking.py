@@ -48,6 +48,8 @@ from mlflow.utils.validation import (
     MAX_TAG_VAL_LENGTH,
 )
 
+from pareto_search.locations import DEFAULT_DB_FILENAME, tracking_location
+
 __all__ = [
     "DEFAULT_DB_FILENAME",
     "TAG_COMPARED",
@@ -131,7 +133,7 @@ _END_STATUSES: tuple[str, ...] = get_args(EndStatus)
 
 # The embedded store when neither the caller nor MLFLOW_TRACKING_URI names one: a sqlite file in the working
 # directory (MLflow 3 deprecates the plain-file store; sqlite also gives the model registry and aliases).
-DEFAULT_DB_FILENAME = "mlflow.db"
+# DEFAULT_DB_FILENAME ("mlflow.db") is defined with the other locations (locations.py).
 CONFIG_ARTIFACT = "config.yaml"
 # The error tag keeps the *end* of a traceback (the exception message is its last line) and stays well below
 # MLflow's 8000-char tag limit so that the prefix saying how much was cut always fits.
@@ -147,16 +149,86 @@ _INVALID_KEY_CHARS = re.compile(r"[^/\w.\- :]")
 def resolve_tracking_uri(uri: str | None) -> str:
     """The tracking URI a tracker uses: `uri` if given, else `MLFLOW_TRACKING_URI`, else the embedded store.
 
-    The embedded default is `sqlite:///<absolute cwd>/mlflow.db`. It is made absolute here, at resolution,
-    so that the URI recorded for a search (and handed to a Ray job or a later `resume`) points at the same
-    file whatever the working directory of whoever reads it.
+    The embedded default is `sqlite:///<absolute cwd>/mlflow.db`, made absolute here, at resolution. A search's
+    own store is resolved from what it recorded (locations.resolve_locations); this is the resolution without
+    a search (locations.tracking_location).
     """
-    if uri:
-        return uri
-    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    if env:
-        return env
-    return f"sqlite:///{(Path.cwd().resolve() / DEFAULT_DB_FILENAME).as_posix()}"
+    return tracking_location(uri)
+
+
+# Where a sqlite store keeps artifact paths (plain absolute paths, or file:// URIs): rewritten together when the
+# store's working folder moved (rebase_moved_artifacts). A table or column an MLflow version lacks is skipped.
+_ARTIFACT_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "source"),
+    ("model_versions", "storage_location"),
+)
+ARTIFACTS_FOLDER = "mlruns"  # MLflow's artifact root beside the embedded store (./mlruns of the working folder)
+
+
+def rebase_moved_artifacts(tracking_uri: str) -> str | None:
+    """Make a moved or copied embedded store (``<folder>/mlflow.db`` with its ``<folder>/mlruns``) keep its
+    artifacts where it now is; one line saying what changed, or None when nothing did.
+
+    MLflow writes the artifact root of the embedded store (``./mlruns`` of the working folder, made absolute)
+    into the database: after the folder moved, every artifact would be read from and written to the old folder.
+    An experiment whose location is ``<old>/mlruns/<its id>`` (MLflow's own default, nothing a user set) with
+    ``<old>`` another folder is rebased onto ``<folder>/mlruns`` when this folder has its ``mlruns`` or the old
+    one is gone; every artifact path under ``<old>/mlruns/`` in the store follows (runs, models, versions)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    database = Path(tracking_uri.removeprefix("sqlite:///").split("?", 1)[0])
+    if not database.is_absolute() or database.name != DEFAULT_DB_FILENAME or not database.is_file():
+        return None
+    import sqlite3
+
+    folder = database.parent
+    root = folder / ARTIFACTS_FOLDER
+    try:
+        with contextlib.closing(sqlite3.connect(database, timeout=60)) as connection:
+            olds: set[str] = set()
+            for experiment_id, location in connection.execute(
+                "SELECT experiment_id, artifact_location FROM experiments"
+            ):
+                text = str(location or "").removeprefix("file://")
+                suffix = f"/{ARTIFACTS_FOLDER}/{experiment_id}"
+                if not text.startswith("/") or not text.endswith(suffix):
+                    continue
+                old = text[: -len(suffix)] or "/"
+                if os.path.realpath(old) == os.path.realpath(folder):
+                    continue
+                # A store opened from its own folder (a working folder moved or copied, resumed there) with its
+                # mlruns beside it, or one whose old artifact folder is gone. Never a store named from elsewhere
+                # whose artifacts still live where they were written (a shared sqlite file used from several
+                # folders): rewriting that one would point its runs at files that are not there.
+                here = os.path.realpath(folder) == os.path.realpath(os.getcwd())
+                if (root.is_dir() and here) or not Path(old, ARTIFACTS_FOLDER).exists():
+                    olds.add(old)
+            if not olds:
+                return None
+            with connection:  # one transaction: every path moves, or none
+                for old in sorted(olds):
+                    for scheme in ("", "file://"):
+                        before, after = f"{scheme}{old}/{ARTIFACTS_FOLDER}/", f"{scheme}{root.as_posix()}/"
+                        for table, column in _ARTIFACT_COLUMNS:
+                            with contextlib.suppress(sqlite3.OperationalError):  # not in this MLflow's schema
+                                connection.execute(
+                                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                                    f"WHERE substr({column}, 1, ?) = ?",
+                                    (after, len(before) + 1, len(before), before),
+                                )
+    except sqlite3.Error as exc:  # a store MLflow has not created yet, or one it will report itself
+        _logger.debug("artifact locations of %s not checked: %s", database, exc)
+        return None
+    # MLflow keeps each run's artifact repository in a process-wide cache keyed by run id: drop the old paths.
+    with contextlib.suppress(Exception):
+        from mlflow.tracking._tracking_service import utils as service_utils
+
+        service_utils._artifact_repos_cache.clear()
+    moved = ", ".join(f"{old}/{ARTIFACTS_FOLDER}" for old in sorted(olds))
+    return f"tracking store {database} was moved: its artifact locations ({moved}) now point to {root}"
 
 
 # MLflow 3.17's UI picks its GenAI or model-training view from this query parameter (else the browser's last
@@ -318,6 +390,9 @@ class SearchTracker:
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment_name = experiment
         with _sqlite_init_lock(self.tracking_uri):
+            # A working folder moved or copied with its mlflow.db and mlruns/: its artifacts are written and read
+            # where the store now is, never in the folder it was moved from (one line for the driver to say).
+            self.moved_note = rebase_moved_artifacts(self.tracking_uri)
             self._open(experiment, artifact_location)
 
     def _open(self, experiment: str, artifact_location: str | None) -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from ray import tune
 
-from pareto_search.search.checkpoints import MANIFEST, DamagedCheckpoint, restore, seal, verify
+from pareto_search.search.checkpoints import MANIFEST, DamagedCheckpoint, newest_present, restore, seal, verify
 
 FILE = "trainer.pt"
 
@@ -72,6 +72,24 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(tmp_pat
     assert restored.source == "checkpoint_000004"
     assert restored.message().startswith("damaged checkpoint checkpoint_000005: trainer.pt has ")
     assert restored.message().endswith("— resumed from checkpoint_000004")
+
+
+def test_a_checkpoint_rotated_away_since_tune_saved_its_table_continues_from_the_trials_newest(tmp_path) -> None:
+    # Tune's trial table names checkpoint_000002; the trial checkpointed twice more before the driver was killed,
+    # and Tune (keeping two) deleted 2: the trial's real newest checkpoint, 4, is the one to continue from.
+    stale = tmp_path / "checkpoint_000002"
+    _checkpoint(tmp_path, 3, 4)
+    _checkpoint(tmp_path, 4, 5)
+    assert not stale.exists()  # the fault: the checkpoint Tune restores is gone
+    loaded, restored = _restore(stale)
+    assert loaded == [5] and restored.source == "checkpoint_000004"
+    assert restored.damaged == ("checkpoint_000002: gone (rotated away after Tune last saved its trial table)",)
+    assert str(newest_present(tune.Checkpoint(str(stale))).path).endswith("checkpoint_000004")
+    present = tune.Checkpoint(str(tmp_path / "checkpoint_000003"))
+    assert str(newest_present(present).path).endswith("checkpoint_000003")  # one that exists is itself
+    empty = tmp_path / "other_trial"
+    empty.mkdir()
+    assert newest_present(tune.Checkpoint(str(empty / "checkpoint_000001"))) is None
 
 
 def test_every_checkpoint_damaged_restarts_from_scratch_and_names_each(tmp_path) -> None:

@@ -209,6 +209,7 @@ def test_a_tracking_server_gone_mid_registration_is_one_line_and_the_repeat_comp
     plan_file = search.plan.files / "search.json"
     plan = json.loads(plan_file.read_text())
     plan["config"]["tracking"]["uri"] = url
+    plan["locations"] = {"tracking": {"source": "explicit", "uri": url}}  # what every command reads the store from
     plan_file.write_text(json.dumps(plan))
 
     server = ExitStack()

@@ -29,6 +29,7 @@ from pareto_search.fronts import GlobalFront, kept_epoch
 from pareto_search.groups import affinity_path, record_affinity
 from pareto_search.pareto import Objective
 from pareto_search.plan import SearchPlan
+from pareto_search.search.checkpoints import newest_present
 from pareto_search.search.outage import BackgroundWrites, TrackingQueue
 from pareto_search.search.trainable import member_file
 from pareto_search.storage import Location
@@ -70,15 +71,16 @@ def trial_params(trial_config: dict[str, Any]) -> dict[str, Any]:
     return {"variant": variant, **repeat, "seed": trial_config.get("seed"), **_flatten(values)}
 
 
-# Search name -> its plan file folder, in the driver process that runs it. A restored callback (unpickled
-# from Tune's experiment state) takes its location from here: a search resumed from a moved or copied
-# folder, or from shared storage, writes there and never into the folder it was started in.
-_LOCATIONS: dict[str, Location] = {}
+# Search name -> its plan file folder and tracking store, in the driver process that runs it. A restored
+# callback (unpickled from Tune's experiment state) takes its locations from here: a search resumed from a
+# moved or copied folder, or from shared storage, writes there (and to the store the resuming command resolved)
+# and never into the folder or the store it was started with.
+_LOCATIONS: dict[str, tuple[Location, str | None]] = {}
 
 
-def bind_location(search: str, files: Location) -> None:
-    """Where the callbacks of `search` keep its files in this process (run_search calls it first)."""
-    _LOCATIONS[search] = files
+def bind_location(search: str, files: Location, tracking_uri: str | None = None) -> None:
+    """Where the callbacks of `search` keep its files and track it in this process (run_search calls it first)."""
+    _LOCATIONS[search] = (files, tracking_uri)
 
 
 class SearchCallback(tune.Callback):
@@ -114,9 +116,12 @@ class SearchCallback(tune.Callback):
         self.__dict__.update(state)
         self._lock = threading.RLock()
         self._math_due = 0.0  # another process's clock
-        files = _LOCATIONS.get(self.search)
-        if files is not None:
+        bound = _LOCATIONS.get(self.search)
+        if bound is not None:
+            files, tracking_uri = bound
             self.front_path = files / self.front_path.name
+            if tracking_uri is not None:
+                self.tracking_uri = tracking_uri
 
     @property
     def front(self) -> GlobalFront:
@@ -267,9 +272,16 @@ class SearchCallback(tune.Callback):
 
         def write() -> None:
             run_id = self._child(trial_id, params)
-            if checkpoint is not None:
+            # Tune's record of a restored trial can name a checkpoint rotated away since (checkpoints.py): the
+            # trial's newest one present holds its final weights then.
+            present = newest_present(checkpoint) if checkpoint is not None else None
+            if checkpoint is not None and present is None:
+                print(
+                    f"[{self.search}] {trial_id}: no checkpoint left, its final weights are not stored", file=sys.stderr
+                )
+            if present is not None:
                 # Points found before a failure are kept, so their weights are stored too.
-                with checkpoint.as_directory() as folder:
+                with present.as_directory() as folder:
                     for path in sorted(Path(folder).glob("member_*.pt")):
                         self.tracker.log_artifact_file(run_id, path, "weights")
                 with self._lock:  # the final weights are a member's latest point's; a kept epoch has its own

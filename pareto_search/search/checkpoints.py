@@ -84,24 +84,51 @@ class Restored:
         return f"damaged checkpoint {'; '.join(self.damaged)} — {where}"
 
 
-def _candidates(latest: tune.Checkpoint) -> Iterator[tune.Checkpoint]:
-    """The newest checkpoint, then the older ones beside it in the trial's folder, newest first."""
-    yield latest
-    filesystem, path = latest.filesystem, str(latest.path).rstrip("/")
-    parent, _, name = path.rpartition("/")
-    try:
-        from pyarrow import fs as pafs
+def _folders(filesystem: Any, parent: str) -> list[str]:
+    """The checkpoint folders of a trial's folder, newest first (empty when it cannot be listed)."""
+    from pyarrow import fs as pafs
 
+    try:
         infos = filesystem.get_file_info(pafs.FileSelector(parent))
-    except OSError:  # the folder cannot be listed: nothing older to try
-        return
-    older = sorted(
+    except OSError:
+        return []
+    return sorted(
         (i.base_name for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith(CHECKPOINT_PREFIX)),
         reverse=True,
     )
-    for other in older:
-        if other < name:
+
+
+def _exists(checkpoint: tune.Checkpoint) -> bool:
+    from pyarrow import fs as pafs
+
+    try:
+        info = checkpoint.filesystem.get_file_info(str(checkpoint.path).rstrip("/"))
+    except OSError:
+        return False
+    return bool(info.type == pafs.FileType.Directory)
+
+
+def _candidates(latest: tune.Checkpoint) -> Iterator[tune.Checkpoint]:
+    """The newest checkpoint, then the older ones beside it in the trial's folder, newest first.
+
+    When the newest one Tune knows is gone, every checkpoint of the folder is a candidate, newer ones first: Tune
+    saves its trial table every few seconds, so a driver killed in between restores a trial whose checkpoint Tune
+    already rotated away (it keeps two) after the trial had checkpointed twice more. Training is deterministic per
+    seed, so continuing from the trial's real newest checkpoint ends with the points an uninterrupted run finds."""
+    filesystem, path = latest.filesystem, str(latest.path).rstrip("/")
+    parent, _, name = path.rpartition("/")
+    present = _exists(latest)
+    if present:
+        yield latest
+    for other in _folders(filesystem, parent):
+        if other < name or (not present and other != name):
             yield tune.Checkpoint(f"{parent}/{other}", filesystem=filesystem)
+
+
+def newest_present(latest: tune.Checkpoint) -> tune.Checkpoint | None:
+    """`latest` if its folder exists, else the trial's newest checkpoint folder beside it (see _candidates);
+    None when the trial has none left."""
+    return next(_candidates(latest), None)
 
 
 def _name(checkpoint: tune.Checkpoint) -> str:
@@ -112,6 +139,8 @@ def restore(latest: tune.Checkpoint, load: Callable[[dict[str, Any]], None], fil
     """Load the newest intact checkpoint into the trial through `load` (given the state read from
     `file_name`). None: the newest was intact. Otherwise what was damaged and where the trial continues."""
     damaged: list[str] = []
+    if not _exists(latest):
+        damaged.append(f"{_name(latest)}: gone (rotated away after Tune last saved its trial table)")
     for checkpoint in _candidates(latest):
         with checkpoint.as_directory() as folder:
             try:

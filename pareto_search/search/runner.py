@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import gc
 import logging
@@ -25,6 +26,7 @@ from ray.tune.search.optuna import OptunaSearch
 from pareto_search.config import ConfigError
 from pareto_search.errors import SearchStopped
 from pareto_search.fronts import GlobalFront
+from pareto_search.locations import resolve_locations
 from pareto_search.plan import PLAN_FILE, SearchPlan, load_plan
 from pareto_search.scheduler import ParetoASHA, ParetoASHAStateCallback
 from pareto_search.search.atomic_fs import atomic_local_filesystem
@@ -46,7 +48,7 @@ from pareto_search.search.trainable import run_trial
 from pareto_search.search.tune_state import check_experiment_state
 from pareto_search.storage import StorageError, check_reachable
 from pareto_search.timeouts import WaitTimeout, bounded_call, redact_uri, tracking_open_timeout_s
-from pareto_search.tracking import SearchTracker, is_network_error, resolve_tracking_uri
+from pareto_search.tracking import SearchTracker, is_network_error
 
 # Schedulers judge trials by the trainer's own epoch count, not Tune's result count: a trial restarted from
 # scratch after a damaged checkpoint counts its epochs again, and each rung records a trial once (as before).
@@ -68,10 +70,54 @@ def _searcher(plan: SearchPlan) -> Searcher | BasicVariantGenerator:
     )
 
 
+# Experiment name -> (filesystem, path) of the storage this driver runs it in (run_search binds it first).
+_STORAGE: dict[str, tuple[Any, str]] = {}
+
+
+def _bind_storage(plan: SearchPlan, filesystem: Any) -> None:
+    """Where this driver keeps the experiment's trials: what a restored search's new trials are given."""
+    storage = plan.storage_dir.parent
+    if storage.is_local:
+        _STORAGE[plan.name] = (filesystem, Path(storage.local_path).as_posix())
+    else:
+        import pyarrow.fs as pafs
+
+        _STORAGE[plan.name] = pafs.FileSystem.from_uri(storage.uri)
+
+
+class _TrialsWhereResumed:
+    """Scheduler mixin: a trial added to a restored search runs in the storage the search was resumed from.
+
+    Tune moves the trials it restores to a moved experiment folder (Trial.set_storage), but the trials its search
+    algorithm creates afterwards are built from the algorithm's saved state, which holds the folder the search
+    started in: they would write there (or fail, that folder gone). Every trial passes here when it is added,
+    before its worker starts."""
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        bound = _STORAGE.get(trial.storage.experiment_dir_name) if trial.storage is not None else None
+        if bound is not None and trial.storage.storage_fs_path != bound[1]:
+            storage = copy.copy(trial.storage)
+            storage.storage_filesystem, storage.storage_fs_path = bound
+            trial.set_storage(storage)  # as Tune does for the trials it restores (checkpoint paths follow)
+        super().on_trial_add(tune_controller, trial)  # type: ignore[misc]
+
+
+class _FIFO(_TrialsWhereResumed, FIFOScheduler):
+    pass
+
+
+class _ASHA(_TrialsWhereResumed, ASHAScheduler):
+    pass
+
+
+class _ParetoASHA(_TrialsWhereResumed, ParetoASHA):
+    pass
+
+
 def _scheduler(plan: SearchPlan) -> TrialScheduler:
     conf = plan.config.search.scheduler
     if conf.name == "asha":  # Tune's own ASHA on the trial's hypervolume (one number)
-        return ASHAScheduler(
+        return _ASHA(
             time_attr=TIME_ATTR,
             metric="trial_hv",
             mode="max",
@@ -81,14 +127,14 @@ def _scheduler(plan: SearchPlan) -> TrialScheduler:
         )
     if conf.name == "pareto_asha":
         signs = [1.0 if o.direction == "min" else -1.0 for o in plan.objectives]
-        return ParetoASHA(
+        return _ParetoASHA(
             [s * v for s, v in zip(signs, plan.reference_point, strict=True)],
             time_attr=TIME_ATTR,
             max_t=plan.config.epochs,
             grace_period=conf.grace_period,
             reduction_factor=conf.reduction_factor,
         )
-    return FIFOScheduler()
+    return _FIFO()
 
 
 def _trainable(plan: SearchPlan) -> Any:
@@ -163,7 +209,6 @@ def run_search(plan: SearchPlan, *, address: str | None = None, resume: bool = F
 
 def _run_search(plan: SearchPlan, *, address: str | None, resume: bool) -> SearchOutcome:
     plan_file_exists = (plan.files / PLAN_FILE).is_file()
-    tracking_uri = resolve_tracking_uri(plan.config.tracking.uri)
     if not resume and plan_file_exists:
         raise ConfigError(
             f"search '{plan.name}' already exists in {plan.storage_dir}; "
@@ -175,6 +220,12 @@ def _run_search(plan: SearchPlan, *, address: str | None, resume: bool) -> Searc
         check_members_fit(plan.config.resources, largest_members_apart(plan.config), nodes)
     if resume:
         plan, parent_run_id = load_plan(plan.storage_dir.parent, plan.name)
+    # Where this command runs decides: a resumed search's store is its record resolved here and now (a folder
+    # moved with its mlflow.db keeps working), never the absolute URI its first driver resolved.
+    locations = resolve_locations(plan)
+    tracking_uri = locations.tracking_uri
+    if locations.note:
+        print(f"[{plan.name}] {locations.note}", file=sys.stderr, flush=True)
 
     def open_tracking() -> tuple[SearchTracker, str]:
         with fail_fast_http():  # a server that does not answer is one line now, not minutes of retries
@@ -206,6 +257,9 @@ def _run_search(plan: SearchPlan, *, address: str | None, resume: bool) -> Searc
     finally:
         if not abandoned:
             engine_log.setLevel(engine_level)
+    moved = getattr(tracker, "moved_note", None)
+    if moved:
+        print(f"[{plan.name}] {moved}", file=sys.stderr, flush=True)
     if not resume:
         plan.save(parent_run_id)
     # A probe that trains in this process needs no Ray: it runs before Ray starts, not beside its start-up.
@@ -224,10 +278,11 @@ def _run_search(plan: SearchPlan, *, address: str | None, resume: bool) -> Searc
         tracker.set_tags(parent_run_id, chosen)
         tracker.log_json(parent_run_id, list(plan.probes), "lr_probe.json")
     _init_ray(address)  # (started already unless the probe trained here)
-    bind_location(plan.name, plan.files)  # before Tune unpickles a restored callback
+    bind_location(plan.name, plan.files, tracking_uri)  # before Tune unpickles a restored callback
     trainable = _trainable(plan)
     # Local storage: Tune's copies into the folder publish each file whole (atomic_fs.py); object stores do.
     filesystem = atomic_local_filesystem() if plan.storage_dir.is_local else None
+    _bind_storage(plan, filesystem)
     if resume and plan.storage_dir.is_local and plan.storage_dir.local_path.is_dir():
         for line in check_experiment_state(plan.storage_dir.local_path):  # before Tune reads it (tune_state.py)
             print(f"[{plan.name}] {line}", file=sys.stderr, flush=True)

@@ -18,9 +18,13 @@ from pareto_search.plan import SearchPlan
 from pareto_search.selection.rules import Selection, point_label
 
 
-def exact_selection(plan: SearchPlan, selection: Selection, weights: Sequence[float]) -> Selection:
+def exact_selection(
+    plan: SearchPlan, selection: Selection, weights: Sequence[float], *, tracking_uri: str | None = None
+) -> Selection:
     """The selection with its chosen point replaced by its trial's conditioned model at `weights`, its values
-    measured on the validation split. One line (ConfigError) when the chosen point is not a PSL point."""
+    measured on the validation split. One line (ConfigError) when the chosen point is not a PSL point.
+    `tracking_uri`: the search's store as the command resolved it (locations.py; default: resolved here)."""
+    from pareto_search.locations import resolve_locations
     from pareto_search.serving.conditioned import fixed_at, layout_of, load_conditioned, read_state
     from pareto_search.serving.publish import _download_weights, _problem_and_inputs
     from pareto_search.tracking import SearchTracker
@@ -34,7 +38,9 @@ def exact_selection(plan: SearchPlan, selection: Selection, weights: Sequence[fl
             f"--exact: the weights are the preference over the tasks ({', '.join(network.task_names)}), but the "
             f"search has {len(plan.objectives)} objectives; allowed: one objective per task"
         )
-    tracker = SearchTracker(plan.config.tracking.uri, plan.config.tracking.experiment)
+    if tracking_uri is None:
+        tracking_uri = resolve_locations(plan).tracking_uri
+    tracker = SearchTracker(tracking_uri, plan.config.tracking.experiment)
     with tempfile.TemporaryDirectory(prefix="pareto_search_exact_") as tmp:
         state = read_state(_download_weights(tracker, [chosen], Path(tmp))[chosen.id])
     layout = layout_of(network, state, inputs)

@@ -16,6 +16,7 @@ import torch
 
 from pareto_search.config import ConfigError
 from pareto_search.fronts import GlobalFront, kept_epoch
+from pareto_search.locations import resolve_locations
 from pareto_search.pareto import FrontPoint
 from pareto_search.plan import SearchPlan
 from pareto_search.selection import Selection, point_label
@@ -136,15 +137,26 @@ def register(
     model_name: str,
     alias: str | None,
     whole_front: bool,
+    tracking_uri: str | None = None,
 ) -> Publication:
     """Register the selected member (`whole_front=False`) or every front member with the selection as the
     default (`whole_front=True`) under `model_name`, the alias pointing at it.
 
     Raises RegistryUnavailable, saying what was written, when the tracking server stops answering (after
-    MLflow's own bounded retries); the same call again completes it (ModelRegistry.register)."""
+    MLflow's own bounded retries); the same call again completes it (ModelRegistry.register). `tracking_uri`:
+    the search's store as the command resolved it (locations.py; default: resolved here)."""
+    if tracking_uri is None:
+        tracking_uri = resolve_locations(plan).tracking_uri
     try:
         return _register(
-            plan, parent_run_id, front, selection, model_name=model_name, alias=alias, whole_front=whole_front
+            plan,
+            parent_run_id,
+            front,
+            selection,
+            model_name=model_name,
+            alias=alias,
+            whole_front=whole_front,
+            tracking_uri=tracking_uri,
         )
     except RegistryUnavailable:
         raise
@@ -163,12 +175,13 @@ def _register(
     model_name: str,
     alias: str | None,
     whole_front: bool,
+    tracking_uri: str,
 ) -> Publication:
     start = time.perf_counter()
     if parent_run_id is None:
         raise ConfigError(f"search '{plan.name}' has no MLflow parent run recorded: cannot register its models")
     network, inputs = _problem_and_inputs(plan)
-    tracker = SearchTracker(plan.config.tracking.uri, plan.config.tracking.experiment)
+    tracker = SearchTracker(tracking_uri, plan.config.tracking.experiment)
     points = list(front.front().points) if whole_front else [selection.chosen]
     if selection.chosen.id not in {p.id for p in points}:  # a named point off the front joins the front model
         points.append(selection.chosen)
@@ -185,7 +198,7 @@ def _register(
             ),
             *([f"default:{selection.point}"] if whole_front else []),
         )
-        registry = ModelRegistry(plan.config.tracking.uri)
+        registry = ModelRegistry(tracking_uri)
         chosen = selection.chosen
         tags = {
             f"{TAG_PREFIX}search": plan.name,

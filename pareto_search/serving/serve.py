@@ -24,8 +24,9 @@ from types import FrameType
 from typing import Any
 
 from pareto_search.errors import ConfigError
+from pareto_search.locations import tracking_location
 from pareto_search.timeouts import WaitTimeout, bounded_call, redact_uri, tracking_open_timeout_s
-from pareto_search.tracking import fail_fast_http, is_outage, resolve_tracking_uri
+from pareto_search.tracking import fail_fast_http, is_outage
 
 DEFAULT_HOST = "127.0.0.1"  # only this machine: serving to a network is a choice (--host 0.0.0.0)
 DEFAULT_PORT = 5000  # `mlflow models serve`'s own default
@@ -158,7 +159,7 @@ def _lookup(ref: ModelRef, uri: str) -> str:
 
 def resolve(ref: ModelRef, tracking_uri: str | None) -> ResolvedModel:
     """Check, boundedly, that `ref` exists in the store (`--tracking-uri`, else the one every command uses)."""
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = tracking_location(tracking_uri)  # no search here: --tracking-uri, else the environment, else ./mlflow.db
     _check_local_store(uri)
     bound = tracking_open_timeout_s(uri)
 
