@@ -32,7 +32,28 @@ if TYPE_CHECKING:
     from pareto_search.serving.publish import Publication
     from pareto_search.storage import Location
 
-DEFAULT_ALIAS = "champion"  # as `select --register` (cli.DEFAULT_ALIAS; a test holds them equal)
+DEFAULT_ALIAS = "champion"  # the registry alias `select --register` and Search.register set when none is given
+# MLflow's defaults (7 retries, ~4 min of backoff, 120 s per try) would hold one request for up to ~18 min.
+REGISTER_HTTP_RETRIES = 5
+REGISTER_HTTP_TIMEOUT_S = 30
+
+
+def load_front(name: str, storage: str | os.PathLike[str] | Location) -> GlobalFront:
+    """The global front of search `name` in `storage` as every command reads it, with one-line refusals."""
+    from pareto_search.fronts import GlobalFront
+    from pareto_search.locations import find_search
+
+    plan, _, _ = find_search(storage, name)
+    if not plan.front_path.is_file():
+        raise ConfigError(f"search '{name}' has no evaluated point yet ({plan.front_path} is missing)")
+    try:
+        return GlobalFront.load(plan.front_path)
+    except (ValueError, KeyError, TypeError) as exc:  # cut or edited by hand (a search writes it whole, atomically)
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(
+            f"search '{name}': its front file {plan.front_path} cannot be read ({type(exc).__name__}: {reason}); "
+            "restore it from a copy (the search's MLflow run holds the front as front.json)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -94,11 +115,11 @@ class Search:
 
     @property
     def tracking_uri(self) -> str:
-        """The MLflow store the search tracks to and registers in (`tracking.uri`, else $MLFLOW_TRACKING_URI,
-        else ./mlflow.db)."""
-        from pareto_search.tracking import resolve_tracking_uri
+        """The MLflow store the search tracks to and registers in, as every command resolves it from what the
+        search recorded (`tracking.uri`, else $MLFLOW_TRACKING_URI, else the working folder's mlflow.db)."""
+        from pareto_search.locations import resolve_locations
 
-        return resolve_tracking_uri(self.plan.config.tracking.uri)
+        return resolve_locations(self.plan).tracking_uri
 
     @property
     def failures(self) -> list[str]:
@@ -108,9 +129,7 @@ class Search:
     def front(self) -> GlobalFront:
         """The global front as ``pareto-search front`` reads it: ``to_json()`` is what ``--format json`` prints,
         ``to_table()`` the table, ``front()`` the non-dominated points (a ``pareto.Front``)."""
-        from pareto_search.cli import _load_front  # the command's own reading and its one-line refusals
-
-        return _load_front(self.name, self.storage)
+        return load_front(self.name, self.storage)
 
     def hypervolume(self) -> float:
         """The front's hypervolume at the search's reference point (``front --format json``'s ``hypervolume``)."""
@@ -180,7 +199,8 @@ class Search:
 
             _plugins_from_cwd()
             _quiet_mlflow()  # the point's weights are downloaded
-            selection = exact_selection(self.plan, selection, rule.weights)  # a WeightsRule: exact needs weights
+            # a WeightsRule: exact needs weights
+            selection = exact_selection(self.plan, selection, rule.weights, tracking_uri=self.tracking_uri)
         return selection
 
     def register(
@@ -193,8 +213,6 @@ class Search:
         from pareto_search.serving.registry import check_names
 
         check_names("model_name", model_name, alias)  # what MLflow would refuse, before anything is read or written
-        from pareto_search.cli import REGISTER_HTTP_RETRIES, REGISTER_HTTP_TIMEOUT_S
-
         _quiet_mlflow()
         # As the command: a server that went away is waited for boundedly (a caller's own setting wins).
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(REGISTER_HTTP_RETRIES))
@@ -211,6 +229,7 @@ class Search:
             model_name=model_name,
             alias=alias,
             whole_front=whole_front,
+            tracking_uri=self.tracking_uri,
         )
 
 

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 # Only light modules here: `--help` and argument errors must not wait for torch, Ray or MLflow (each command
 # imports what it needs).
+from pareto_search.api import DEFAULT_ALIAS, REGISTER_HTTP_RETRIES, REGISTER_HTTP_TIMEOUT_S
+from pareto_search.api import load_front as _load_front
 from pareto_search.errors import ConfigError, SearchStopped
 from pareto_search.storage import default_storage
 
@@ -26,10 +28,6 @@ EXIT_FAILED = 1  # a trial ended in error, or the search could not finish (the m
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
 EXIT_UNREACHABLE = 3  # status / logs / stop: the Ray job server did not answer, the job's state is unknown
-DEFAULT_ALIAS = "champion"  # the registry alias `select --register` sets when --alias is not given
-# MLflow's defaults (7 retries, ~4 min of backoff, 120 s per try) would hold one request for up to ~18 min.
-REGISTER_HTTP_RETRIES = 5
-REGISTER_HTTP_TIMEOUT_S = 30
 EXIT_TERMINATED = 143  # SIGTERM (Kubernetes, systemd, Slurm, spot preemption), as shells report it (128 + 15)
 
 
@@ -265,23 +263,6 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 def _say_note(command: str, locations) -> None:  # locations: locations.Locations
     if locations.note:
         print(f"pareto-search {command}: {locations.note}", file=sys.stderr)
-
-
-def _load_front(name: str, storage: str):  # -> GlobalFront
-    from pareto_search.fronts import GlobalFront
-    from pareto_search.locations import find_search
-
-    plan, _, _ = find_search(storage, name)
-    if not plan.front_path.is_file():
-        raise ConfigError(f"search '{name}' has no evaluated point yet ({plan.front_path} is missing)")
-    try:
-        return GlobalFront.load(plan.front_path)
-    except (ValueError, KeyError, TypeError) as exc:  # cut or edited by hand (a search writes it whole, atomically)
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise ConfigError(
-            f"search '{name}': its front file {plan.front_path} cannot be read ({type(exc).__name__}: {reason}); "
-            "restore it from a copy (the search's MLflow run holds the front as front.json)"
-        ) from None
 
 
 def _cmd_front(args: argparse.Namespace) -> int:
