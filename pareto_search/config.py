@@ -139,10 +139,11 @@ class SolverEntry(_Strict):
 
     def space(self) -> dict[str, Any]:
         """The searchable part as a nested dict whose leaves are values or :class:`Distribution`."""
-        return _map_leaves(
+        space: dict[str, Any] = _map_leaves(
             {"solver_args": self.solver_args, "population": self.population, "optimizer": self.optimizer},
             lambda v: as_distribution(v) or v,
         )
+        return space
 
 
 class SchedulerConfig(_Strict):
@@ -313,7 +314,8 @@ def _with_value(tree: Any, path: tuple[str, ...], value: Any) -> Any:
 
 def first_values(space: Mapping[str, Any]) -> dict[str, Any]:
     """The space with every distribution at its first value (a list's first option, a range's low end)."""
-    return _map_leaves(space, lambda v: v.boundary_values()[0] if isinstance(v, Distribution) else v)
+    values: dict[str, Any] = _map_leaves(space, lambda v: v.boundary_values()[0] if isinstance(v, Distribution) else v)
+    return values
 
 
 def representative_samples(space: Mapping[str, Any]) -> Iterator[tuple[str, Any, dict[str, Any]]]:
@@ -384,8 +386,8 @@ def _validate_entry(index: int, entry: SolverEntry, algorithm: str) -> None:
 
     prefix = f"solvers[{index}]"
     space = entry.space()
-    for path, dist in _distribution_paths(space):
-        _check_distribution(dist, f"{prefix}.{'.'.join(path)}", algorithm)
+    for keys, dist in _distribution_paths(space):
+        _check_distribution(dist, f"{prefix}.{'.'.join(keys)}", algorithm)
     for path, value, sample in representative_samples(space):
         try:
             TrialSpec.from_dict({"problem": "validation", "solver": entry.solver, **sample})

@@ -122,10 +122,11 @@ class GlobalFront:
                 if old.data.get("weights_file") and "weights_file" not in data:  # a re-report of the same epoch
                     self.points[pid] = FrontPoint(pid, new.values, {**data, "weights_file": old.data["weights_file"]})
                 continue
-            keep = old_epoch is not None and all(math.isfinite(v) for v in old.values) and old.values != new.values
-            if keep:  # the model's earlier epoch: its own weights (if stored), never the latest's MLflow URI
+            kept = all(math.isfinite(v) for v in old.values) and old.values != new.values
+            kept_epoch = old_epoch if kept else None
+            if kept_epoch is not None:  # the model's earlier epoch: its own weights (if stored), never the latest's URI
                 demoted.append(
-                    FrontPoint(point_id(trial_id, k, int(old_epoch)), old.values, {**old.data, "model_uri": ""})
+                    FrontPoint(point_id(trial_id, k, int(kept_epoch)), old.values, {**old.data, "model_uri": ""})
                 )
             elif old.data.get("weights_file"):
                 released.append(str(old.data["weights_file"]))
@@ -214,7 +215,8 @@ class GlobalFront:
         """Every point's values in min form, one row each (NaN rows included: they dominate nothing)."""
         m = len(self.objectives)
         flat = itertools.chain.from_iterable(p.values for p in self.points.values())
-        return self._signs() * np.fromiter(flat, dtype=float, count=len(self.points) * m).reshape(-1, m)
+        matrix: np.ndarray = self._signs() * np.fromiter(flat, dtype=float, count=len(self.points) * m).reshape(-1, m)
+        return matrix
 
     # -- queries -----------------------------------------------------------------------------
 

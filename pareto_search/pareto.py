@@ -228,10 +228,10 @@ def _as_reference(reference_point: ArrayLike, n_objectives: int, names: Sequence
 
 def _finite_rows(values: FloatArray, ids: Sequence[str] | None, stacklevel: int) -> BoolArray:
     """Mask of rows with only finite values; warns naming the others (ids, or row indices without ids)."""
-    finite = np.all(np.isfinite(values), axis=1)
+    finite: BoolArray = np.all(np.isfinite(values), axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
-        names = [ids[i] for i in bad] if ids is not None else [f"row {i}" for i in bad]
+        names = [ids[int(i)] for i in bad] if ids is not None else [f"row {i}" for i in bad]
         shown = ", ".join(map(str, names[:_MAX_IDS_IN_MESSAGE]))
         more = f" and {len(names) - _MAX_IDS_IN_MESSAGE} more" if len(names) > _MAX_IDS_IN_MESSAGE else ""
         warnings.warn(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -93,6 +93,10 @@ def _check_objectives(objectives: ObjectivesSpec) -> tuple[list[str], list[str]]
 
 
 def _as_points(points: ArrayLike, m: int, what: str) -> NDArray[np.float64]:
+    if not isinstance(points, Iterable):
+        raise ValueError(
+            f"Parameter `{what}` should be a list of points (one value per objective each). Found {points!r}."
+        )
     rows = list(points) if not isinstance(points, np.ndarray) else points
     if len(rows) == 0:
         return np.zeros((0, m))
@@ -129,7 +133,7 @@ def _prepare(
                 f"Parameter `reference_point` should have {m} values (one per objective). Found {reference.size}."
             )
     exact = None if exact_front is None else _as_points(exact_front, m, "exact_front")
-    finite = np.isfinite(values).all(axis=1) if n else np.zeros(0, dtype=bool)
+    finite: NDArray[np.bool_] = np.all(np.isfinite(values), axis=1) if n else np.zeros(0, dtype=bool)
     if on_front is None:
         # Non-dominated among the drawable points (computed on the finite rows only: pareto would warn on the
         # others, and they are never on a front anyway).
@@ -517,7 +521,7 @@ def front_html(
     data = _prepare(
         objectives, points, on_front=on_front, reference_point=reference_point, exact_front=exact_front, labels=labels
     )
-    groups = [
+    groups: list[tuple[str, NDArray[np.bool_], dict[str, Any]]] = [
         ("dominated", ~data.on_front, dict(size=6, color="lightgrey", line=dict(width=0))),
         ("non-dominated", data.on_front, dict(size=9, color="royalblue", line=dict(width=1, color="black"))),
     ]

@@ -162,7 +162,7 @@ class ParetoASHA(FIFOScheduler):
             raise ValueError(f"Parameter `grace_period` should be <= `max_t` ({max_t!r}). Found {grace_period!r}.")
         if not _is_number(reduction_factor) or not reduction_factor > 1:
             raise ValueError(f"Parameter `reduction_factor` should be a number > 1. Found {reduction_factor!r}.")
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Ray leaves FIFOScheduler.__init__ unannotated
         self._reference_point_min: tuple[float, ...] = ref
         self._time_attr = time_attr
         self._points_attr = points_attr
@@ -223,7 +223,7 @@ class ParetoASHA(FIFOScheduler):
         # Also called for every trial of a restored experiment (already known from the restored state).
         self._trial_ids.add(trial.trial_id)
 
-    def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict) -> str:
+    def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict[str, Any]) -> str:
         """Record the trial's points at a newly reached rung and decide CONTINUE / STOP (see class doc)."""
         trial_id = trial.trial_id
         if self._time_attr not in result or self._points_attr not in result:
@@ -242,7 +242,7 @@ class ParetoASHA(FIFOScheduler):
             return TrialScheduler.CONTINUE
         return self._decide(trial_id, now, rung)
 
-    def on_trial_complete(self, tune_controller: TuneController, trial: Trial, result: dict) -> None:
+    def on_trial_complete(self, tune_controller: TuneController, trial: Trial, result: dict[str, Any]) -> None:
         """Record the last result's points if they reach an unrecorded rung (evidence only, no decision).
 
         Tune calls this with the trial's last result, also right after a STOP from `on_trial_result`.
@@ -485,7 +485,7 @@ class ParetoASHAStateCallback(Callback):
     def get_state(self) -> dict[str, Any]:
         return {"pareto_asha": self.scheduler.get_state()}
 
-    def set_state(self, state: dict) -> None:
+    def set_state(self, state: dict[str, Any]) -> None:
         self.scheduler.set_state(state["pareto_asha"])
 
 

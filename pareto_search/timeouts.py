@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -19,22 +19,23 @@ def bounded_call(call: Callable[[], T], timeout_s: float, what: str) -> T:
 
     The thread is a daemon so that a call stuck in a socket cannot keep the process alive: the
     caller moves on (and usually exits with a message), the stuck call is abandoned."""
-    outcome: dict[str, Any] = {}
+    values: list[T] = []  # the call's value, once it returned
+    errors: list[BaseException] = []  # or what it raised
 
     def target() -> None:
         try:
-            outcome["value"] = call()
+            values.append(call())
         except BaseException as exc:  # handed to the caller's thread
-            outcome["error"] = exc
+            errors.append(exc)
 
     worker = threading.Thread(target=target, daemon=True, name=f"bounded: {what}")
     worker.start()
     worker.join(timeout_s)
     if worker.is_alive():
         raise WaitTimeout(f"{what} did not answer within {timeout_s:g} s")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    if errors:
+        raise errors[0]
+    return values[0]
 
 
 # How long opening a search's tracking store may take before the command says it did not answer. A server (an

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from ray.job_submission import JobStatus, JobSubmissionClient
 
@@ -122,7 +122,11 @@ def _no_answer(exc: BaseException) -> bool:
     return isinstance(exc, network) or "Failed to connect to Ray" in str(exc)
 
 
-def _bounded(address: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _bounded(address: str, call: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """`call(*args)`, waiting at most REQUEST_TIMEOUT_S: Ray's client sets no timeout on its HTTP requests,
     and a job server behind a dropping firewall would otherwise hang the command."""
     try:

@@ -70,7 +70,8 @@ class AtomicLocalHandler(pafs.FileSystemHandler):
     def __hash__(self) -> int:
         return hash(type(self))
 
-    def __reduce__(self) -> tuple:  # sent to trial workers with the storage context
+    # sent to trial workers with the storage context
+    def __reduce__(self) -> tuple[type[AtomicLocalHandler], tuple[()]]:
         return (AtomicLocalHandler, ())
 
     def get_type_name(self) -> str:
@@ -79,7 +80,7 @@ class AtomicLocalHandler(pafs.FileSystemHandler):
     def normalize_path(self, path: str) -> str:
         return self._local.normalize_path(path)
 
-    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+    def get_file_info(self, paths: str | list[str]) -> pafs.FileInfo | list[pafs.FileInfo]:
         return self._local.get_file_info(paths)
 
     def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
@@ -115,10 +116,13 @@ class AtomicLocalHandler(pafs.FileSystemHandler):
         return self._local.open_input_file(path)
 
     def open_output_stream(self, path: str, metadata: dict[str, str]) -> pa.NativeFile:
-        return pa.PythonFile(_PublishOnClose(path), mode="w")
+        # pyarrow only calls the file's write/flush/tell/close (duck typing); its stubs ask for an io.IOBase, which
+        # _PublishOnClose is not on purpose: IOBase closes (here: publishes) a half-written file when collected
+        return pa.PythonFile(_PublishOnClose(path), mode="w")  # type: ignore[arg-type]
 
     def open_append_stream(self, path: str, metadata: dict[str, str]) -> pa.NativeFile:
-        return self._local.open_append_stream(path, metadata=metadata)
+        stream: pa.NativeFile = self._local.open_append_stream(path, metadata=metadata)  # unannotated in the stubs
+        return stream
 
 
 def atomic_local_filesystem() -> pafs.FileSystem:

@@ -316,7 +316,7 @@ def _run_candidates(
 
 
 def _gather(
-    plan: SearchPlan, specs: list[TrialSpec], generators: list[Any], log: Callable[[str], None]
+    plan: SearchPlan, specs: list[TrialSpec], generators: list[ray.ObjectRefGenerator], log: Callable[[str], None]
 ) -> list[tuple[float, ...] | None]:
     resources = plan.config.resources
     stage = [0] * len(specs)  # 0 waiting for a slot, 1 training, 2 done
@@ -327,10 +327,10 @@ def _gather(
         live = [g for g, s in zip(generators, stage, strict=True) if s < 2]
         ready, _ = ray.wait(live, num_returns=1, timeout=POLL_S)
         for generator in ready:
-            i = generators.index(generator)
+            i = generators.index(generator)  # the candidate's own generator (ray.wait types it as either kind)
             last_progress = time.monotonic()
             try:
-                value = ray.get(next(generator))
+                value = ray.get(next(generators[i]))
             except Exception as exc:  # the candidate's own error: the others still count
                 cause = getattr(exc, "cause", None) or exc
                 first = next((line for line in str(cause).splitlines() if line.strip()), "")

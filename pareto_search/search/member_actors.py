@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ from pareto_search.search.trainable import resolve_device as resolve_worker_devi
 from trials.loop import resolve_device
 from trials.population import Population, population_preferences, resolved_transfer
 from trials.problems import Batch, Problem, make_problem
+from trials.problems.base import Split
 from trials.spec import TrialSpec
 from trials.transfer import MTGDTransfer, PeriodicTransfer, make_transfer, mixed_names
 
@@ -83,7 +84,7 @@ class MemberWorker:
         """This member's mixed-scope parameters as they are now (before this step's updates)."""
         return _mixed_parameters(self.member.model, self.mixed_names)
 
-    def _objective(self, batch: Batch):  # -> Callable[[dict[str, Tensor]], float]
+    def _objective(self, batch: Batch) -> Callable[[dict[str, Tensor]], float]:
         member, problem = self.member, self.problem
 
         @torch.no_grad()
@@ -97,7 +98,7 @@ class MemberWorker:
     def _own(self) -> dict[str, Tensor]:
         return {n: p.detach().clone() for n, p in self.member.model.named_parameters()}
 
-    def step(self, batch: Batch, published: list[ray.ObjectRef] | None) -> tuple[Tensor, float]:
+    def step(self, batch: Batch, published: list[ray.ObjectRef[dict[str, Tensor]]] | None) -> tuple[Tensor, float]:
         """Transfer (when ``published`` is given), then this member's optimizer step; returns its ``(T,)`` losses and
         the seconds spent reading the others' parameters and mixing."""
         batch = batch.to(self.device)
@@ -128,7 +129,7 @@ class MemberWorker:
         self.member.solver.end_epoch(epoch, mean_train_losses)
         return self.member.solver.diagnostics()
 
-    def evaluate(self, split: str) -> dict[str, float]:
+    def evaluate(self, split: Split) -> dict[str, float]:
         return self.problem.evaluate(self.member.model, split, self.device)
 
     def weights(self) -> dict[str, Tensor]:
@@ -188,7 +189,9 @@ class ActorPopulation:
         self.transfer = make_transfer(transfer, self.preferences, total_steps, spec.optimizer.lr)
         threads = max(1, math.floor(placement.cpus))
         actor = ray.remote(MemberWorker)
-        self.workers = []
+        # Actor handles: Ray types their methods' `.remote()` only under a bare `@ray.method`, which Ray before 2.48
+        # (the lowest version this project allows is 2.40) refuses
+        self.workers: list[Any] = []
         for k in range(size):
             options: dict[str, Any] = {"num_cpus": placement.cpus, "num_gpus": placement.gpus, "max_restarts": 0}
             if placement.placement_group is not None:
@@ -231,7 +234,7 @@ class ActorPopulation:
         for member, diag in zip(self.members, diagnostics, strict=True):
             member.diagnostics = diag
 
-    def evaluate(self, split: str) -> list[dict[str, float]]:
+    def evaluate(self, split: Split) -> list[dict[str, float]]:
         """Every member evaluated on its own worker, all at once."""
         return list(self._get([w.evaluate.remote(split) for w in self.workers]))
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray import tune
+
+if TYPE_CHECKING:
+    from ray.tune.experiment import Trial
 
 from pareto_search.config import ConfigError, ResourcesConfig
 from pareto_search.search.devices import check_torch_has_cuda
@@ -132,7 +135,7 @@ class PendingWatch(tune.Callback):
         self.resources, self.timeout_s = resources, timeout_s
         self._idle_since: float | None = None
 
-    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+    def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         running = any(t.status == "RUNNING" for t in trials)
         pending = any(t.status == "PENDING" for t in trials)
         if running or not pending:

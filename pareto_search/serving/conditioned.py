@@ -23,7 +23,8 @@ from trials.psl.conditioning import (
 
 
 def read_state(weights_file: str | Path) -> dict[str, torch.Tensor]:
-    return torch.load(weights_file, map_location="cpu", weights_only=True)
+    state: dict[str, torch.Tensor] = torch.load(weights_file, map_location="cpu", weights_only=True)
+    return state
 
 
 def layout_of(network: NetworkSpec, state: Mapping[str, torch.Tensor], inputs: torch.Tensor) -> dict[str, Any] | None:

@@ -27,11 +27,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import torch
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
 from pareto_search.pareto import Front, FrontPoint, Objective
 from pareto_search.selection import SelectionError, WeightsRule, parse_weights
@@ -102,14 +102,14 @@ def _schema_reason_first() -> None:
             input_schema = None  # checked: MLflow's own call below only checks the params
         return original(data, params, input_schema, params_schema, flavor)
 
-    validate._reason_first = True  # type: ignore[attr-defined]
+    validate._reason_first = True  # type: ignore[attr-defined]  # a mark on the function: this process wrapped it
     pyfunc_module._validate_prediction_input = validate
 
 
-class ParetoModel(mlflow.pyfunc.PythonModel):
+class ParetoModel(PythonModel):
     """Front members of a search behind one `predict`."""
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         _schema_reason_first()
         manifest = json.loads(Path(context.artifacts[MEMBERS_ARTIFACT]).read_text())
         weights_dir = Path(context.artifacts[WEIGHTS_ARTIFACT])
@@ -155,8 +155,8 @@ class ParetoModel(mlflow.pyfunc.PythonModel):
         """Who answers a request, and its name: `point`, else `weights` (a PSL point's conditioned model at
         exactly those weights), else the default."""
         key, weights = self._choose(params)
-        conditioned = self.conditioned_of.get(key) if weights is not None else None
-        if conditioned is None:
+        conditioned = self.conditioned_of.get(key)
+        if weights is None or conditioned is None:
             return key, self.members[key]
         return key.split("@pref=")[0] + preference_label(weights), self._fixed(conditioned, weights)
 
@@ -182,7 +182,7 @@ class ParetoModel(mlflow.pyfunc.PythonModel):
     # `np.ndarray` is a hint MLflow reads as "no schema from hints" (the signature, inferred from real
     # inputs at registration, is the schema); no hint or another one makes MLflow warn at import.
     def predict(
-        self, context: mlflow.pyfunc.PythonModelContext, model_input: np.ndarray, params: dict[str, Any] | None = None
+        self, context: PythonModelContext, model_input: np.ndarray, params: dict[str, Any] | None = None
     ) -> dict[str, np.ndarray]:
         point, model = self.choose(params)
         inputs = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
