@@ -39,6 +39,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: install data
 	$(BIN)/python benchmarks/engine_throughput.py
