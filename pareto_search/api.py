@@ -38,12 +38,21 @@ REGISTER_HTTP_RETRIES = 5
 REGISTER_HTTP_TIMEOUT_S = 30
 
 
+def _storage(storage: str | os.PathLike[str] | Location | None) -> str | Path | Location:
+    """A storage argument as the plan and location functions take it (None: the commands' default)."""
+    from pareto_search.storage import Location, default_storage
+
+    if storage is None:
+        return default_storage()
+    return storage if isinstance(storage, str | Location) else Path(storage)
+
+
 def load_front(name: str, storage: str | os.PathLike[str] | Location) -> GlobalFront:
     """The global front of search `name` in `storage` as every command reads it, with one-line refusals."""
     from pareto_search.fronts import GlobalFront
     from pareto_search.locations import find_search
 
-    plan, _, _ = find_search(storage, name)
+    plan, _, _ = find_search(_storage(storage), name)
     if not plan.front_path.is_file():
         raise ConfigError(f"search '{name}' has no evaluated point yet ({plan.front_path} is missing)")
     try:
@@ -184,7 +193,7 @@ class Search:
         unless one objective is left unconstrained) or ``point="TRIAL/MEMBER[@eEPOCH]"``; ``exact=True`` with
         weights evaluates a PSL trial's model at exactly those weights. ``selection.to_text()`` / ``to_json()``
         are what the command prints."""
-        from pareto_search.selection import SelectionError
+        from pareto_search.selection import SelectionError, WeightsRule
         from pareto_search.selection.request import select_on_front, selection_rule
 
         try:
@@ -199,7 +208,8 @@ class Search:
 
             _plugins_from_cwd()
             _quiet_mlflow()  # the point's weights are downloaded
-            # a WeightsRule: exact needs weights
+            if not isinstance(rule, WeightsRule):  # selection_rule allows exact with weights only
+                raise ConfigError("exact goes with weights (the preference to evaluate a PSL trial's model at)")
             selection = exact_selection(self.plan, selection, rule.weights, tracking_uri=self.tracking_uri)
         return selection
 
@@ -233,13 +243,12 @@ class Search:
         )
 
 
-def open_search(name: str, storage: str | os.PathLike[str] | None = None) -> Search:
+def open_search(name: str, storage: str | os.PathLike[str] | Location | None = None) -> Search:
     """The search `name` in `storage` (default: $PARETO_SEARCH_STORAGE, else ./searches, as the commands), finished
     or interrupted. ConfigError when it is not there."""
     from pareto_search.plan import load_plan
-    from pareto_search.storage import default_storage
 
-    plan, parent_run_id = load_plan(default_storage() if storage is None else storage, name)
+    plan, parent_run_id = load_plan(_storage(storage), name)
     return Search(plan, parent_run_id)
 
 
@@ -264,7 +273,7 @@ def run(
     if isinstance(config, SearchConfig):
         parsed = config
     elif isinstance(config, str | os.PathLike):
-        parsed = load_config(config)  # a schema error answers here, before torch loads
+        parsed = load_config(Path(config))  # a schema error answers here, before torch loads
     else:
         parsed = parse_config(config)
     overrides = {k: str(v) for k, v in (("name", name), ("storage", storage)) if v is not None}
@@ -277,9 +286,8 @@ def run(
 def resume(name: str, storage: str | os.PathLike[str] | None = None, *, address: str | None = None) -> Search:
     """Continue an interrupted search from its storage, as ``pareto-search resume``; as :func:`run` otherwise."""
     from pareto_search.plan import load_plan
-    from pareto_search.storage import default_storage
 
-    plan, _ = load_plan(default_storage() if storage is None else storage, name)
+    plan, _ = load_plan(_storage(storage), name)
     _plugins_from_cwd()
     return _drive(plan, address, resume=True)
 

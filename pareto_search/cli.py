@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 # Only light modules here: `--help` and argument errors must not wait for torch, Ray or MLflow (each command
 # imports what it needs).
@@ -23,6 +23,10 @@ from pareto_search.storage import default_storage
 
 if TYPE_CHECKING:
     from pareto_search.config import SearchConfig
+    from pareto_search.locations import Locations
+    from pareto_search.plan import SearchPlan
+    from pareto_search.search.runner import SearchOutcome
+    from pareto_search.selection import Rule
 
 EXIT_FAILED = 1  # a trial ended in error, or the search could not finish (the message says what is kept)
 EXIT_USAGE = 2
@@ -32,7 +36,7 @@ EXIT_TERMINATED = 143  # SIGTERM (Kubernetes, systemd, Slurm, spot preemption), 
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, like every other input error
+    def error(self, message: str) -> NoReturn:  # one line, like every other input error
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
@@ -204,7 +208,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _drive(plan, args.address, resume=False)
 
 
-def _drive(plan, address: str | None, *, resume: bool) -> int:  # plan: plan.SearchPlan
+def _drive(plan: SearchPlan, address: str | None, *, resume: bool) -> int:
     """Run or resume the search and report it. A Ctrl-C or SIGTERM before Tune runs (while Ray starts, say)
     ends here too: one line and the signal's exit code, no traceback."""
     from pareto_search.search.driver_lock import DriverLockHeld, refuse_if_held
@@ -233,7 +237,7 @@ def _drive(plan, address: str | None, *, resume: bool) -> int:  # plan: plan.Sea
     return _report(outcome)
 
 
-def _report(outcome) -> int:  # outcome: search.runner.SearchOutcome
+def _report(outcome: SearchOutcome) -> int:
     """The front, then (on stderr, last) the trials that ended in error or the interruption; the exit code."""
     terminated = outcome.interrupted and getattr(outcome, "terminated", False)
     if outcome.interrupted:
@@ -260,7 +264,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     return _drive(plan, args.address, resume=True)
 
 
-def _say_note(command: str, locations) -> None:  # locations: locations.Locations
+def _say_note(command: str, locations: Locations) -> None:
     if locations.note:
         print(f"pareto-search {command}: {locations.note}", file=sys.stderr)
 
@@ -316,7 +320,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_FAILED
 
 
-def _selection_rule(args: argparse.Namespace):  # -> selection.Rule
+def _selection_rule(args: argparse.Namespace) -> Rule:
     from pareto_search.selection.request import selection_rule
 
     return selection_rule(
@@ -331,7 +335,7 @@ def _selection_rule(args: argparse.Namespace):  # -> selection.Rule
 
 def _cmd_select(args: argparse.Namespace) -> int:
     from pareto_search.locations import find_search
-    from pareto_search.selection import SelectionError
+    from pareto_search.selection import SelectionError, WeightsRule
     from pareto_search.selection.request import select_on_front
 
     # `is not None`: an empty name is a mistake to refuse, not a request to register nothing.
@@ -358,6 +362,8 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # the point's weights are read
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        if not isinstance(rule, WeightsRule):  # selection_rule allows --exact with --weights only
+            raise ConfigError("--exact goes with --weights (the preference to evaluate a PSL trial's model at)")
         exact_plan, _, exact_locations = find_search(args.storage, args.name)
         _say_note("select", exact_locations)
         selection = exact_selection(exact_plan, selection, rule.weights, tracking_uri=exact_locations.tracking_uri)
@@ -544,7 +550,7 @@ def _cmd_solvers(args: argparse.Namespace) -> int:
 
     presets, infos = methods(), catalog()
     if args.format == "json":
-        print(json.dumps([i.to_json() for i in [*presets, *infos]], indent=2))
+        print(json.dumps([*(p.to_json() for p in presets), *(i.to_json() for i in infos)], indent=2))
     else:
         print(f"{format_methods(presets)}\n\n{format_text(infos)}")
     return 0

@@ -460,7 +460,7 @@ class SearchTracker:
         new_id = run.info.run_id
         self._log_params(new_id, flatten_params(config, full_value_in=f"full value in {CONFIG_ARTIFACT}"))
         self.log_text(new_id, yaml.safe_dump(_to_plain(dict(config)), sort_keys=False), CONFIG_ARTIFACT)
-        return new_id
+        return str(new_id)
 
     def _reopen_search(self, name: str, run_id: str) -> str:
         run = self._client.get_run(run_id)
@@ -509,7 +509,7 @@ class SearchTracker:
         tags = self._context_tags()
         tags.update({TAG_KIND: KIND_COMPARISON, TAG_COMPARED: ",".join(names)})
         run = self._client.create_run(self.experiment_id, run_name="compare " + " vs ".join(names), tags=tags)
-        return run.info.run_id
+        return str(run.info.run_id)
 
     # ---- trials ----------------------------------------------------------------------------------------
 
@@ -538,7 +538,7 @@ class SearchTracker:
                 tags[inherited] = parent.data.tags[inherited]
         run = self._client.create_run(parent.info.experiment_id, run_name=trial_id, tags=tags)
         self._log_params(run.info.run_id, flat)
-        return run.info.run_id
+        return str(run.info.run_id)
 
     def find_trial(self, parent_run_id: str, trial_id: str) -> str | None:
         """Child run id of trial `trial_id` under `parent_run_id`, or None (the latest one if duplicated)."""
@@ -779,7 +779,7 @@ def is_outage(exc: BaseException) -> bool:
     """The server did not answer (or answered 5xx): worth retrying. Its own 4xx answers, errors of a local
     store, and errors of files (a checkpoint gone, a full disk: storage errors) are not."""
     if isinstance(exc, RestException):
-        return exc.get_http_status_code() >= 500
+        return bool(exc.get_http_status_code() >= 500)
     if isinstance(exc, MlflowException):  # MLflow's wrapper of a refused, reset or timed-out HTTP request
         return str(exc).startswith("API request to")
     return is_network_error(exc)

@@ -160,11 +160,13 @@ class SearchCallback(tune.Callback):
 
     # -- Tune hooks ------------------------------------------------------------------------------
 
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         trial_id, params = trial.trial_id, trial_params(trial.config)
         self.queue.submit(f"start run of {trial_id}", lambda: self._child(trial_id, params))
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
         epoch = int(result.get("epoch", result["training_iteration"]))  # the trainer's count (see trainable.py)
         label = result.get("label", "")
         tests = result.get("test_values") or [None] * len(result["values"])  # a result of an older trainable: none
@@ -231,7 +233,7 @@ class SearchCallback(tune.Callback):
         self._math_due = start + spent * (1.0 + MATH_PAUSE_FACTOR) if spent >= MATH_ALWAYS_S else 0.0
         return global_hv, contribution, front_points
 
-    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+    def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
         """The checkpoint of the epoch a trial just reported (Tune saves it right after the result): its members
         whose point is on the front get their weights copied next to the front file, so that this epoch keeps
         them when later epochs are worse (fronts.py). Never raises: Tune would not record the checkpoint."""
@@ -242,7 +244,7 @@ class SearchCallback(tune.Callback):
 
         def read(member: int) -> bytes:
             with filesystem.open_input_stream(f"{folder}/{member_file(member)}") as stream:
-                return stream.read()
+                return bytes(stream.read())
 
         try:
             with self._lock:
@@ -251,16 +253,16 @@ class SearchCallback(tune.Callback):
             first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
             print(f"[{self.search}] {trial.trial_id} epoch {epoch}: weights not kept ({first})", file=sys.stderr)
 
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._finish(trial, "FINISHED", None)
 
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         error = None
         if trial.error_file and Path(trial.error_file).is_file():
             error = Path(trial.error_file).read_text()[-ERROR_CHARS:]
         self._finish(trial, "FAILED", error or "trial failed (no error file)")
 
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         self.queue.submit("the front's artifacts", self.publish_front)
         self.queue.flush()  # bounded by the outage bound: raises TrackingUnavailable past it
 

@@ -101,6 +101,8 @@ def _folders(filesystem: Any, parent: str) -> list[str]:
 def _exists(checkpoint: tune.Checkpoint) -> bool:
     from pyarrow import fs as pafs
 
+    if checkpoint.filesystem is None:  # Tune always sets one; without it there is nothing to ask
+        return False
     try:
         info = checkpoint.filesystem.get_file_info(str(checkpoint.path).rstrip("/"))
     except OSError:

@@ -34,7 +34,7 @@ from pareto_search.search.callback import SearchCallback, bind_location
 from pareto_search.search.driver_lock import driver_lock
 from pareto_search.search.lr_probe import pending_probes, run_probes, trains_here
 from pareto_search.search.member_actors import largest_members_apart, members_apart
-from pareto_search.search.outage import TrackingUnavailable, fail_fast_http, is_outage
+from pareto_search.search.outage import TrackingUnavailable
 from pareto_search.search.resources import (
     PendingWatch,
     PlacementTimeout,
@@ -48,7 +48,7 @@ from pareto_search.search.trainable import run_trial
 from pareto_search.search.tune_state import check_experiment_state
 from pareto_search.storage import StorageError, check_reachable
 from pareto_search.timeouts import WaitTimeout, bounded_call, redact_uri, tracking_open_timeout_s
-from pareto_search.tracking import SearchTracker, is_network_error
+from pareto_search.tracking import SearchTracker, fail_fast_http, is_network_error, is_outage
 
 # Schedulers judge trials by the trainer's own epoch count, not Tune's result count: a trial restarted from
 # scratch after a damaged checkpoint counts its epochs again, and each rung records a trial once (as before).
@@ -103,7 +103,8 @@ class _TrialsWhereResumed:
 
 
 class _FIFO(_TrialsWhereResumed, FIFOScheduler):
-    pass
+    def __init__(self) -> None:  # typed: FIFOScheduler's own __init__ is not
+        super().__init__()  # type: ignore[no-untyped-call]
 
 
 class _ASHA(_TrialsWhereResumed, ASHAScheduler):
@@ -153,7 +154,7 @@ def _trainable(plan: SearchPlan) -> Any:
 
 def trial_name(trial: Any) -> str:
     """Short trial names and folders: Tune's default spells out every hyperparameter."""
-    return trial.trial_id
+    return str(trial.trial_id)
 
 
 CHECKPOINTS_KEPT = 2
@@ -352,11 +353,12 @@ def _run_search(plan: SearchPlan, *, address: str | None, resume: bool) -> Searc
             f"`pareto-search resume {plan.name}` continues it once the server answers"
         ) from None
     front = GlobalFront.load(plan.front_path) if plan.front_path.is_file() else None
-    failures = tuple(_failure(r) for r in results if r.error is not None)
+    every = [results[i] for i in range(len(results))]  # ResultGrid is indexable (its __iter__ is not typed)
+    failures = tuple(_failure(r) for r in every if r.error is not None)
     recoveries = tuple(
-        Recovery(str(r.metrics.get("trial_id") or Path(r.path).name), str(r.metrics["recovery"]))
-        for r in results
-        if "recovery" in (r.metrics or {})
+        Recovery(str(metrics.get("trial_id") or Path(r.path).name), str(metrics["recovery"]))
+        for r in every
+        if "recovery" in (metrics := r.metrics or {})
     )
     interrupted = interruption.happened
     tracker.set_tags(parent_run_id, {"pareto_search.failed_trials": str(len(failures))})
@@ -492,10 +494,10 @@ class StorageWatch(tune.Callback):
     the others, each ending in the same traceback while its syncer retried the experiment state every 10 s.
     Raising here ends `tuner.fit` (Tune cleans up and re-raises); run_search says it in one line."""
 
-    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._check(trial)
 
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._check(trial)
 
     @staticmethod
@@ -567,7 +569,7 @@ def _storage_stop_message(plan: SearchPlan, error: OSError) -> str:
     if error.filename:  # a file of the driver's own names it; a trial's names its trial
         what += f" ({error.filename})"
     elif isinstance(error, StorageFull):
-        what += f" ({error.strerror.split(':', 1)[0]})"
+        what += f" ({(error.strerror or '').split(':', 1)[0]})"
     kept = 0
     with contextlib.suppress(Exception):  # the front as it was last written whole (writes are atomic)
         kept = len(GlobalFront.load(plan.front_path).points) if plan.front_path.is_file() else 0

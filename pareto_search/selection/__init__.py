@@ -1,5 +1,6 @@
 """Picking one trade-off model from a front: selection rules (pymoo decision making)."""
 
+from pareto_search.fronts import point_label
 from pareto_search.selection.rules import (
     Constraint,
     ConstraintRule,
@@ -12,7 +13,6 @@ from pareto_search.selection.rules import (
     parse_constraint,
     parse_point,
     parse_weights,
-    point_label,
 )
 
 __all__ = [

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import torch
 
-from pareto_search.config import ConfigError
+from pareto_search.errors import ConfigError
+from pareto_search.fronts import point_label
 from pareto_search.pareto import FrontPoint
 from pareto_search.plan import SearchPlan
-from pareto_search.selection.rules import Selection, point_label
+from pareto_search.selection.rules import Selection
 
 
 def exact_selection(

@@ -135,8 +135,9 @@ def parse_weights(text: str | Sequence[float], n_objectives: int, names: Sequenc
         )
     if any(not math.isfinite(v) or v < 0 for v in raw) or sum(raw) <= 0:
         raise SelectionError(f"{where}: weights must be finite, >= 0 and not all 0, found {raw}")
-    weights = np.asarray(raw, dtype=float)
-    return weights / weights.sum()
+    weights: np.ndarray = np.asarray(raw, dtype=float)
+    normalized: np.ndarray = weights / weights.sum()
+    return normalized
 
 
 @dataclass(frozen=True)
