@@ -258,6 +258,7 @@ def run(
     name: str | None = None,
     address: str | None = None,
     storage: str | os.PathLike[str] | None = None,
+    verbose: bool = False,
 ) -> Search:
     """Run a search, as ``pareto-search run``: `config` is a dict (the YAML file's content), a YAML file's path
     or a ``SearchConfig``; `name` and `storage` replace the config's. Ray: the one already initialized in this
@@ -266,7 +267,8 @@ def run(
     Every check of the command runs first (ConfigError, nothing written); a search that cannot finish raises
     ``SearchStopped``; Ctrl-C stops it saved (``resume`` continues it) and raises KeyboardInterrupt. Trials that
     ended in error leave their points on the front: the search is returned, with a warning and
-    ``Search.failures``."""
+    ``Search.failures``. Progress lines go to stderr; Ray's and Tune's own output to the search's ``driver.log``
+    (also to the notebook or terminal with ``verbose=True``)."""
     from pareto_search.config import SearchConfig, load_config, parse_config
     from pareto_search.plan import make_plan
 
@@ -280,19 +282,21 @@ def run(
     if overrides:
         parsed = parse_config({**parsed.model_dump(mode="json"), **overrides})
     _plugins_from_cwd()
-    return _drive(make_plan(parsed), address, resume=False)
+    return _drive(make_plan(parsed), address, resume=False, verbose=verbose)
 
 
-def resume(name: str, storage: str | os.PathLike[str] | None = None, *, address: str | None = None) -> Search:
+def resume(
+    name: str, storage: str | os.PathLike[str] | None = None, *, address: str | None = None, verbose: bool = False
+) -> Search:
     """Continue an interrupted search from its storage, as ``pareto-search resume``; as :func:`run` otherwise."""
     from pareto_search.plan import load_plan
 
     plan, _ = load_plan(_storage(storage), name)
     _plugins_from_cwd()
-    return _drive(plan, address, resume=True)
+    return _drive(plan, address, resume=True, verbose=verbose)
 
 
-def _drive(plan: SearchPlan, address: str | None, *, resume: bool) -> Search:
+def _drive(plan: SearchPlan, address: str | None, *, resume: bool, verbose: bool) -> Search:
     """The command's order: storage reachable, no other driver, then the search; Ray stopped if started here."""
     from pareto_search.search.driver_lock import refuse_if_held
     from pareto_search.storage import StorageError, check_reachable
@@ -302,16 +306,12 @@ def _drive(plan: SearchPlan, address: str | None, *, resume: bool) -> Search:
     except StorageError as exc:
         raise ConfigError(f"`storage`: {exc}") from None
     refuse_if_held(plan.name, plan.files)  # DriverLockHeld before Ray and torch load
-    import ray
+    from pareto_search.search.console import search_console
+    from pareto_search.search.runner import ray_of_this_call, run_search
 
-    from pareto_search.search.runner import run_search
-
-    owned = not ray.is_initialized()  # a Ray the caller started (or connected to) stays theirs
-    try:
+    # As the command: Ray's and Tune's own output in the search's driver.log (and shown when verbose).
+    with search_console(plan.files, verbose=verbose), ray_of_this_call():
         outcome = run_search(plan, address=address, resume=resume)
-    finally:
-        if owned and ray.is_initialized():
-            ray.shutdown()  # the embedded Ray's processes end with the search, as with the command
     if outcome.interrupted:
         raise KeyboardInterrupt(
             f"search '{plan.name}' was {'stopped by SIGTERM' if outcome.terminated else 'interrupted'}; its front so "

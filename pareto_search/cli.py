@@ -48,6 +48,15 @@ def _storage_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _verbose_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Ray's and Tune's own output (status tables, worker lines) too; it is always in the search's "
+        "driver.log",
+    )
+
+
 def _address_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--address",
@@ -65,11 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name", help="override the config's name")
     run.add_argument("--address", help="Ray cluster address (default: start an embedded local Ray)")
     run.add_argument("--storage", help="override the config's storage folder")
+    _verbose_arg(run)
 
     resume = commands.add_parser("resume", help="continue an interrupted search from its storage")
     resume.add_argument("name")
     resume.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
     _storage_arg(resume)
+    _verbose_arg(resume)
 
     front = commands.add_parser("front", help="print the global front of a search")
     front.add_argument("name")
@@ -205,10 +216,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pareto_search.plan import make_plan
 
     plan = make_plan(config)
-    return _drive(plan, args.address, resume=False)
+    return _drive(plan, args.address, resume=False, verbose=args.verbose)
 
 
-def _drive(plan: SearchPlan, address: str | None, *, resume: bool) -> int:
+def _drive(plan: SearchPlan, address: str | None, *, resume: bool, verbose: bool = False) -> int:
     """Run or resume the search and report it. A Ctrl-C or SIGTERM before Tune runs (while Ray starts, say)
     ends here too: one line and the signal's exit code, no traceback."""
     from pareto_search.search.driver_lock import DriverLockHeld, refuse_if_held
@@ -223,17 +234,22 @@ def _drive(plan: SearchPlan, address: str | None, *, resume: bool) -> int:
     except DriverLockHeld as exc:
         print(f"pareto-search {'resume' if resume else 'run'}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    from pareto_search.search.console import search_console
     from pareto_search.search.runner import release_ray, run_search, sigterm_received
 
-    try:
-        outcome = run_search(plan, address=address, resume=resume)
-    except KeyboardInterrupt:
+    # Ray's and Tune's own output goes to the search's driver.log (and the terminal with --verbose) until Ray has
+    # stopped: its buffered trial lines arrive at shutdown. Anything printed for the user comes after.
+    with search_console(plan.files, verbose=verbose):
+        try:
+            outcome = run_search(plan, address=address, resume=resume)
+        except KeyboardInterrupt:
+            outcome = None
         release_ray()
+    if outcome is None:
         terminated = sigterm_received()
         what = "terminated (SIGTERM)" if terminated else "interrupted"
         print(f"{what} before training went on — `pareto-search resume {plan.name}` continues it", file=sys.stderr)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
-    release_ray()  # before printing: Ray's buffered trial logs would otherwise trail the table
     return _report(outcome)
 
 
@@ -261,7 +277,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from pareto_search.locations import find_search
 
     plan, _, _ = find_search(args.storage, args.name)  # run_search resolves its locations (and says any note)
-    return _drive(plan, args.address, resume=True)
+    return _drive(plan, args.address, resume=True, verbose=args.verbose)
 
 
 def _say_note(command: str, locations: Locations) -> None:

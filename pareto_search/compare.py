@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pareto_search.config import ConfigError
+from pareto_search.errors import ConfigError
 from pareto_search.fronts import GlobalFront, kept_epoch
 from pareto_search.pareto import coverage
 

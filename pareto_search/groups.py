@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pareto_search.config import ConfigError
+from pareto_search.errors import ConfigError
 from pareto_search.fronts import write_atomic
 from pareto_search.storage import Location
 from trials.grouping import Grouping, GroupingError, select_groups

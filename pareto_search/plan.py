@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pareto_search.config import ConfigError, SearchConfig, as_distribution, parse_config
+from pareto_search.config import SearchConfig, as_distribution, parse_config
+from pareto_search.errors import ConfigError
 from pareto_search.fronts import write_atomic
 from pareto_search.locations import TrackingRecord, record_tracking
 from pareto_search.pareto import Objective

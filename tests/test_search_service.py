@@ -453,7 +453,11 @@ def test_a_driver_killed_at_many_random_moments_resumes_to_the_same_front(tmp_pa
         except subprocess.TimeoutExpired:
             os.killpg(driver.pid, signal.SIGKILL)
             driver.communicate(timeout=30)
+            assert driver.returncode == -signal.SIGKILL  # the fault happened: killed, not ended on its own
             moments.append(f"{delay:.2f}s")
+    # At least one kill landed while the search ran (the seeded delays make it several; a search that always ended
+    # first would test nothing).
+    assert any(not m.endswith("(ended first)") for m in moments), moments
     final = _cli(["resume", "killed20", "--storage", storage], tmp_path / "run")
     out, _ = final.communicate(timeout=400)
     print("kills after Tune's first save:", moments)

@@ -25,10 +25,14 @@ TIMEOUT_S = 300  # a 2-trial search with Ray start-up on a busy 2-core machine
 pytestmark = pytest.mark.slow
 
 
-def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> str:
+def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([*CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert done.returncode == 0, f"{args}: rc {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
+    return done
+
+
+def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> str:
+    return _run(args, cwd, env).stdout
 
 
 def test_run_front_select_register_serve(tmp_path) -> None:
@@ -39,7 +43,14 @@ def test_run_front_select_register_serve(tmp_path) -> None:
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": tracking_uri}
 
-    _cli(["run", "search.yaml"], tmp_path, env)
+    ran = _run(["run", "search.yaml"], tmp_path, env)
+    # The terminal shows our progress and the front; Ray's and Tune's own output is in the search's driver.log.
+    terminal = ran.stdout + ran.stderr
+    assert "[plugin-example] trials " in ran.stderr and "model-epochs" in ran.stderr, ran.stderr[-2000:]
+    assert "points on the front of" in ran.stdout
+    log = (tmp_path / "searches" / "plugin-example" / "pareto_search" / "driver.log").read_text()
+    for ray_or_tune in ("Trial status", "Checkpoint successfully created", "Started a local Ray instance"):
+        assert ray_or_tune in log and ray_or_tune not in terminal, (ray_or_tune, terminal[-3000:])
     front = json.loads(_cli(["front", "plugin-example", "--format", "json"], tmp_path, env))
     assert len(front["points"]) >= 2
     chosen = json.loads(

@@ -26,7 +26,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from ray.job_submission import JobStatus, JobSubmissionClient
 
-from pareto_search.config import ConfigError
+from pareto_search.errors import ConfigError
 from pareto_search.timeouts import WaitTimeout, bounded_call
 
 # What never travels to the cluster with the working dir: environments, data and results (they can be GBs;

@@ -16,7 +16,6 @@ the front file and the MLflow client lazily, so ``Tuner.restore`` brings it back
 from __future__ import annotations
 
 import math
-import sys
 import tempfile
 import threading
 import time
@@ -30,6 +29,7 @@ from pareto_search.groups import affinity_path, record_affinity
 from pareto_search.pareto import Objective
 from pareto_search.plan import SearchPlan
 from pareto_search.search.checkpoints import newest_present
+from pareto_search.search.console import progress, say
 from pareto_search.search.outage import BackgroundWrites, TrackingQueue
 from pareto_search.search.trainable import member_file
 from pareto_search.storage import Location
@@ -78,6 +78,11 @@ def trial_params(trial_config: dict[str, Any]) -> dict[str, Any]:
 _LOCATIONS: dict[str, tuple[Location, str | None]] = {}
 
 
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
+
+
 def bind_location(search: str, files: Location, tracking_uri: str | None = None) -> None:
     """Where the callbacks of `search` keep its files and track it in this process (run_search calls it first)."""
     _LOCATIONS[search] = (files, tracking_uri)
@@ -94,6 +99,9 @@ class SearchCallback(tune.Callback):
         self.experiment = plan.config.tracking.experiment
         self.outage_timeout_s = plan.config.tracking.outage_timeout_s
         self.results_seen = 0
+        self.epochs = plan.config.epochs  # per trial: what the progress line's estimate of the time left counts
+        self._progress: dict[str, tuple[int, int]] = {}  # trial -> (its epoch, its model-epochs) at its last result
+        self._started = time.monotonic()
         self._front: GlobalFront | None = None
         self._tracker: SearchTracker | None = None
         self._queue: BackgroundWrites | None = None
@@ -116,6 +124,9 @@ class SearchCallback(tune.Callback):
         self.__dict__.update(state)
         self._lock = threading.RLock()
         self._math_due = 0.0  # another process's clock
+        self._started = time.monotonic()  # elapsed: of this driver (the epochs before a resume count as done)
+        self.__dict__.setdefault("_progress", {})  # a callback saved before the progress line had these
+        self.__dict__.setdefault("epochs", 0)
         bound = _LOCATIONS.get(self.search)
         if bound is not None:
             files, tracking_uri = bound
@@ -213,12 +224,22 @@ class SearchCallback(tune.Callback):
             if math is not None
             else "front math paused (it is slow at this front's size; see MATH_PAUSE_FACTOR)"
         )
-        print(
+        self._progress[trial.trial_id] = (epoch, int(result.get("model_epochs", 0)))
+        progress(
             f"[{self.search}] trials {done}/{len(trials)} done | {trial.trial_id} ({label}) epoch {epoch}: "
-            f"trial HV {result['trial_hv']:.4f}, {front_text}",
-            file=sys.stderr,
-            flush=True,
+            f"trial HV {result['trial_hv']:.4f}, {front_text} | {self._spent_and_time(len(trials))}"
         )
+
+    def _spent_and_time(self, trials: int) -> str:
+        """Model-epochs spent so far, time elapsed, and the time left if the remaining epochs go at this pace."""
+        spent = sum(model_epochs for _, model_epochs in self._progress.values())
+        elapsed = time.monotonic() - self._started
+        text = f"{spent} model-epochs, {_clock(elapsed)} elapsed"
+        planned = trials * self.epochs  # at most: a scheduler may stop trials early
+        done = sum(epoch for epoch, _ in self._progress.values())
+        if 0 < done < planned:
+            text += f", ≤{_clock(elapsed * (planned - done) / done)} left"
+        return text
 
     def _front_math(self, trial_id: str) -> tuple[float, float, int] | None:
         """(global HV, the trial's exclusive contribution, points on the front), or None while slow math pauses."""
@@ -251,7 +272,7 @@ class SearchCallback(tune.Callback):
                 self.front.keep_weights(trial.trial_id, int(epoch), read)
         except Exception as exc:  # storage or a checkpoint file that cannot be read: this epoch has no weights
             first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-            print(f"[{self.search}] {trial.trial_id} epoch {epoch}: weights not kept ({first})", file=sys.stderr)
+            say(f"[{self.search}] {trial.trial_id} epoch {epoch}: weights not kept ({first})")
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._finish(trial, "FINISHED", None)
@@ -278,9 +299,7 @@ class SearchCallback(tune.Callback):
             # trial's newest one present holds its final weights then.
             present = newest_present(checkpoint) if checkpoint is not None else None
             if checkpoint is not None and present is None:
-                print(
-                    f"[{self.search}] {trial_id}: no checkpoint left, its final weights are not stored", file=sys.stderr
-                )
+                say(f"[{self.search}] {trial_id}: no checkpoint left, its final weights are not stored")
             if present is not None:
                 # Points found before a failure are kept, so their weights are stored too.
                 with present.as_directory() as folder:

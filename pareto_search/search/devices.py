@@ -17,7 +17,8 @@ import re
 
 import torch
 
-from pareto_search.config import ConfigError, ResourcesConfig
+from pareto_search.config import ResourcesConfig
+from pareto_search.errors import ConfigError
 
 
 def trial_gpu_count(gpus_per_trial: float) -> int:

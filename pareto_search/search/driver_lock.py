@@ -23,7 +23,6 @@ import errno
 import json
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pareto_search.errors import SearchStopped
+from pareto_search.search.console import say
 from pareto_search.storage import CHECK_TIMEOUT_S, Location, StorageError
 from pareto_search.timeouts import WaitTimeout, bounded_call
 
@@ -209,7 +209,7 @@ class _HeartbeatLock:
                 self._write()
             except Exception as exc:  # storage away for a moment: the next beat tries again
                 first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-                print(f"[{self.search}] driver lock heartbeat not written: {first}", file=sys.stderr, flush=True)
+                say(f"[{self.search}] driver lock heartbeat not written: {first}")
 
     def release(self) -> None:
         self._stop.set()

@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from pareto_search.config import probe_candidates as candidates_of
 from pareto_search.errors import SearchStopped
 from pareto_search.pareto import hypervolume, to_min_form
 from pareto_search.plan import SearchPlan
+from pareto_search.search.console import say
 from pareto_search.search.devices import check_assigned_gpus_usable
 from trials.spec import TrialSpec
 
@@ -189,7 +189,7 @@ def choose(plan: SearchPlan, points: list[tuple[float, ...] | None]) -> tuple[li
 
 def run_probes(
     plan: SearchPlan,
-    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    log: Callable[[str], None] = say,
     *,
     here: bool = False,
 ) -> tuple[SearchPlan, list[ProbeResult]]:

@@ -17,13 +17,13 @@ timeout (``fail_fast_http``) and the queue does the retrying. A server that answ
 from __future__ import annotations
 
 import atexit
-import sys
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable
 
+from pareto_search.search.console import say
 from pareto_search.tracking import fail_fast_http, is_outage
 
 RETRY_EVERY_S = 5.0  # how often a new result may re-try a server that did not answer (each try costs ≤ timeout)
@@ -88,11 +88,9 @@ class TrackingQueue:
                 if self._outage_since is not None:
                     self.replayed += 1
         if self._outage_since is not None:
-            print(
+            say(
                 f"tracking server {self.uri} is back after {self._clock() - self._outage_since:.0f} s: "
-                f"{self.replayed} buffered writes done",
-                file=sys.stderr,
-                flush=True,
+                f"{self.replayed} buffered writes done"
             )
             self._outage_since = None
             self.replayed = 0
@@ -106,11 +104,9 @@ class TrackingQueue:
     def _note_outage(self, what: str, exc: BaseException) -> None:
         if self._outage_since is None:
             self._outage_since = self._clock()
-            print(
+            say(
                 f"tracking server {self.uri} did not answer ({what}: {_first_line(exc)}); training goes on, the "
-                f"front is kept in storage, MLflow writes are buffered and retried for up to {self.bound_s:g} s",
-                file=sys.stderr,
-                flush=True,
+                f"front is kept in storage, MLflow writes are buffered and retried for up to {self.bound_s:g} s"
             )
 
     def _check_bound(self) -> None:

@@ -19,7 +19,8 @@ from ray import tune
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-from pareto_search.config import ConfigError, ResourcesConfig
+from pareto_search.config import ResourcesConfig
+from pareto_search.errors import ConfigError
 from pareto_search.search.devices import check_torch_has_cuda
 
 

@@ -9,7 +9,6 @@ import gc
 import logging
 import os
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,14 +22,14 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from pareto_search.config import ConfigError
-from pareto_search.errors import SearchStopped
+from pareto_search.errors import ConfigError, SearchStopped
 from pareto_search.fronts import GlobalFront
 from pareto_search.locations import resolve_locations
 from pareto_search.plan import PLAN_FILE, SearchPlan, load_plan
 from pareto_search.scheduler import ParetoASHA, ParetoASHAStateCallback
 from pareto_search.search.atomic_fs import atomic_local_filesystem
 from pareto_search.search.callback import SearchCallback, bind_location
+from pareto_search.search.console import say
 from pareto_search.search.driver_lock import driver_lock
 from pareto_search.search.lr_probe import pending_probes, run_probes, trains_here
 from pareto_search.search.member_actors import largest_members_apart, members_apart
@@ -226,7 +225,7 @@ def _run_search(plan: SearchPlan, *, address: str | None, resume: bool) -> Searc
     locations = resolve_locations(plan)
     tracking_uri = locations.tracking_uri
     if locations.note:
-        print(f"[{plan.name}] {locations.note}", file=sys.stderr, flush=True)
+        say(f"[{plan.name}] {locations.note}")
 
     def open_tracking() -> tuple[SearchTracker, str]:
         with fail_fast_http():  # a server that does not answer is one line now, not minutes of retries
@@ -260,7 +259,7 @@ def _run_search(plan: SearchPlan, *, address: str | None, resume: bool) -> Searc
             engine_log.setLevel(engine_level)
     moved = getattr(tracker, "moved_note", None)
     if moved:
-        print(f"[{plan.name}] {moved}", file=sys.stderr, flush=True)
+        say(f"[{plan.name}] {moved}")
     if not resume:
         plan.save(parent_run_id)
     # A probe that trains in this process needs no Ray: it runs before Ray starts, not beside its start-up.
@@ -286,7 +285,7 @@ def _run_search(plan: SearchPlan, *, address: str | None, resume: bool) -> Searc
     _bind_storage(plan, filesystem)
     if resume and plan.storage_dir.is_local and plan.storage_dir.local_path.is_dir():
         for line in check_experiment_state(plan.storage_dir.local_path):  # before Tune reads it (tune_state.py)
-            print(f"[{plan.name}] {line}", file=sys.stderr, flush=True)
+            say(f"[{plan.name}] {line}")
     if resume and tune.Tuner.can_restore(str(plan.storage_dir), storage_filesystem=filesystem):
         tuner = tune.Tuner.restore(
             str(plan.storage_dir),
@@ -364,7 +363,7 @@ def _run_search(plan: SearchPlan, *, address: str | None, resume: bool) -> Searc
     tracker.set_tags(parent_run_id, {"pareto_search.failed_trials": str(len(failures))})
     tracker.end_run(parent_run_id, "KILLED" if interrupted else "FINISHED")
     if front is None:
-        print(f"[{plan.name}] no trial reported a point", file=sys.stderr)
+        say(f"[{plan.name}] no trial reported a point")
         objectives = plan.objectives
         front = GlobalFront(plan.name, objectives, plan.reference_point, plan.front_path)
     full = next((f for f in failures if _is_storage_full_text(f.error)), None)
@@ -590,6 +589,18 @@ def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | Non
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+@contextlib.contextmanager
+def ray_of_this_call() -> Iterator[None]:
+    """For a search run from Python (the API): a Ray the caller started or connected to stays theirs; the embedded
+    one the search starts is stopped when it ends, as with the command."""
+    owned = not ray.is_initialized()
+    try:
+        yield
+    finally:
+        if owned and ray.is_initialized():
+            ray.shutdown()
 
 
 def release_ray() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from pareto_search.config import ConfigError
+from pareto_search.errors import ConfigError
 from pareto_search.fronts import GlobalFront, kept_epoch
 from pareto_search.locations import resolve_locations
 from pareto_search.pareto import FrontPoint
