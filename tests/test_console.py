@@ -70,3 +70,20 @@ def test_a_search_refused_inside_leaves_no_log_and_no_folder_it_made(tmp_path, c
     with search_console(Location(kept), verbose=False) as log_path:
         print("a resumed search's output")
     assert log_path.is_file() and "a resumed search's output" in log_path.read_text()  # beside other files: kept
+
+
+def test_a_log_handler_made_during_the_search_writes_to_the_terminal_after_it(tmp_path, capsys) -> None:
+    # MLflow sets up its logger on first import, often inside the search: its handler keeps the stream it found.
+    logger = logging.getLogger("pareto_search.tests.late_handler")
+    logger.propagate = False
+    with search_console(Location(tmp_path / "f"), verbose=False) as log_path:
+        handler = logging.StreamHandler()  # sys.stderr now: the console's stand-in
+        logger.addHandler(handler)
+        logger.warning("during the search")
+    try:
+        logger.warning("after the search")  # e.g. Search.register in a notebook, after run()
+    finally:
+        logger.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert "during the search" in log_path.read_text() and "during the search" not in err
+    assert "after the search" in err and "Logging error" not in err

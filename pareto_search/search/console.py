@@ -34,13 +34,19 @@ _progress_shown = False  # a progress line is on the terminal without its newlin
 
 
 class _Sink:
-    """A stand-in for sys.stdout / sys.stderr: everything into the log, onto the terminal only when verbose."""
+    """A stand-in for sys.stdout / sys.stderr: everything into the log, onto the terminal only when verbose.
 
-    def __init__(self, log: TextIO, echo: TextIO | None) -> None:
-        self._log, self._echo = log, echo
+    A logging handler created during the search (MLflow's, on its first import) keeps this object as its stream:
+    once the search ends it writes to the stream it replaced, as if the console had never been there."""
+
+    def __init__(self, log: TextIO, echo: TextIO | None, replaced: TextIO) -> None:
+        self._log, self._echo, self._replaced = log, echo, replaced
+        self.closed_log = False
 
     def write(self, text: str) -> int:
         with _lock:
+            if self.closed_log:
+                return self._replaced.write(text)
             self._log.write(text)
             if self._echo is not None:
                 _end_progress_line()
@@ -48,12 +54,15 @@ class _Sink:
         return len(text)
 
     def flush(self) -> None:
+        if self.closed_log:
+            self._replaced.flush()
+            return
         self._log.flush()
         if self._echo is not None:
             self._echo.flush()
 
     def fileno(self) -> int:  # faulthandler (enabled by ray.init) dumps a crashed driver's stacks into the log
-        return self._log.fileno()
+        return self._replaced.fileno() if self.closed_log else self._log.fileno()
 
     def isatty(self) -> bool:  # Tune's reporter picks its layout from this: the log is no terminal
         return False
@@ -129,8 +138,8 @@ def search_console(search_files: Location, *, verbose: bool) -> Iterator[Path]:
         with local.open("a", encoding="utf-8", buffering=1) as log:
             log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(sys.argv)}\n")
             _terminal, _log = err, log
-            sys.stdout = _Sink(log, out if verbose else None)
-            sys.stderr = _Sink(log, err if verbose else None)
+            sinks = (_Sink(log, out if verbose else None, out), _Sink(log, err if verbose else None, err))
+            sys.stdout, sys.stderr = sinks
             # Ray's own log handler keeps the stderr it was created with (ray._private.log.PlainRayHandler); a file
             # handler someone added stays as it is.
             handlers = [
@@ -152,6 +161,8 @@ def search_console(search_files: Location, *, verbose: bool) -> Iterator[Path]:
                             handler.setStream(stream)
                     sys.stdout, sys.stderr = out, err
                     _terminal, _log = None, None
+                    for sink in sinks:
+                        sink.closed_log = True
                 if faulthandler.is_enabled() and sys.__stderr__ is not None:
                     # ray.init pointed it at the log (through _Sink.fileno), which closes now: a later dump would
                     # land in whatever file reuses that descriptor.
