@@ -208,8 +208,7 @@ class Search:
 
             _plugins_from_cwd()
             _quiet_mlflow()  # the point's weights are downloaded
-            if not isinstance(rule, WeightsRule):  # selection_rule allows exact with weights only
-                raise ConfigError("exact goes with weights (the preference to evaluate a PSL trial's model at)")
+            assert isinstance(rule, WeightsRule)  # selection_rule refused exact without weights
             selection = exact_selection(self.plan, selection, rule.weights, tracking_uri=self.tracking_uri)
         return selection
 

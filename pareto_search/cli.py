@@ -378,8 +378,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # the point's weights are read
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-        if not isinstance(rule, WeightsRule):  # selection_rule allows --exact with --weights only
-            raise ConfigError("--exact goes with --weights (the preference to evaluate a PSL trial's model at)")
+        assert isinstance(rule, WeightsRule)  # selection_rule refused --exact without --weights
         exact_plan, _, exact_locations = find_search(args.storage, args.name)
         _say_note("select", exact_locations)
         selection = exact_selection(exact_plan, selection, rule.weights, tracking_uri=exact_locations.tracking_uri)

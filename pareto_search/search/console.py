@@ -125,8 +125,8 @@ def search_console(search_files: Location, *, verbose: bool) -> Iterator[Path]:
     `verbose`), ours to the terminal and the log. Yields the local log file. On storage that is not a local folder
     the log is written locally and copied beside search.json when the search ends."""
     global _terminal, _log
-    if _terminal is not None:  # nested (a resume inside a run's console): the outer one routes already
-        yield Path(_log.name) if _log is not None else Path(LOG_FILE)
+    if _log is not None:  # nested (a search run inside another's console): the outer one routes already
+        yield Path(_log.name)
         return
     target = log_location(search_files)
     local = target.local_path if target.is_local else Path(tempfile.mkstemp(prefix="pareto_search_", suffix=".log")[1])
