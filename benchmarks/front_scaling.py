@@ -27,8 +27,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pareto_search.fronts import GlobalFront  # noqa: E402
-from pareto_search.pareto import Objective  # noqa: E402
+from pareto_search.front.global_front import GlobalFront  # noqa: E402
+from pareto_search.front.pareto import Objective  # noqa: E402
 
 MEMBERS = 5  # points per trial result, as a K = 5 population reports
 
@@ -54,7 +54,7 @@ def filled(n: int, m: int, folder: Path, rng: np.random.Generator) -> GlobalFron
 
 
 def _point(pid: str, row: np.ndarray, trial: int, member: int):  # -> FrontPoint
-    from pareto_search.pareto import FrontPoint
+    from pareto_search.front.pareto import FrontPoint
 
     return FrontPoint(pid, tuple(float(v) for v in row), {"trial_id": f"t{trial}", "member": member, "model_uri": ""})
 

@@ -285,7 +285,7 @@ class Smoke:
         import numpy as np
 
         from pareto_search.serving.network import NetworkSpec
-        from tests.model_server import invoke, model_server
+        from pareto_search.testing.model_server import invoke, model_server
 
         if not self.searched:
             raise CheckFailed("needs the search's front (the search check failed)")

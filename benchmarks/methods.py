@@ -54,13 +54,13 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from pareto_search.pareto import Front, FrontPoint, Objective
+from pareto_search.front.pareto import Front, FrontPoint, Objective
 from trials.loop import Trainer, epoch_generator
 from trials.problems import Problem, make_problem
 from trials.solvers import SOLVERS
 from trials.spec import OptimizerSpec, PopulationSpec, TransferSpec, TrialSpec
 
-# The common optimizer: Adam at 3e-3, constant. tests/test_problems_multi_mnist.py measured it
+# The common optimizer: Adam at 3e-3, constant. tests/unit/trials/problems/test_problems_multi_mnist.py measured it
 # on this LeNet (0.917/0.872 after 5 epochs of 10k; Adam 1e-3 reached 0.872/0.835 and SGD 0.01 +
 # momentum 0.9 0.74/0.72). Constant: MT2O's transfer should vanish before the learning rate does.
 ADAM = OptimizerSpec(name="adam", lr=3e-3)

@@ -111,7 +111,7 @@ def problem_args(dataset: str, size: str) -> dict[str, Any]:
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from pareto_search.pareto import Front, FrontPoint, Objective
+    from pareto_search.front.pareto import Front, FrontPoint, Objective
     from trials.loop import Trainer
     from trials.problems import make_problem
 

@@ -15,7 +15,8 @@
   learning-rate probe's constants, how the benchmark writes the default's config), recorded with every run, so
   that runs made under different defaults are never combined in one table.
 
-Pure functions over plain lists (no torch, no Ray): tests/test_vs_peers.py checks them on hand-made cases.
+Pure functions over plain lists (no torch, no Ray): tests/unit/benchmarks/test_vs_peers.py checks them on
+hand-made cases.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ BOOTSTRAP_SEED = 0  # the interval is a function of the data, not of the run: a 
 
 
 def _front_hv(points: Sequence[Sequence[float]], directions: Sequence[str], reference: Sequence[float]) -> float:
-    from pareto_search.pareto import Front, FrontPoint, NonFiniteValuesWarning, Objective
+    from pareto_search.front.pareto import Front, FrontPoint, NonFiniteValuesWarning, Objective
 
     objectives = tuple(Objective(f"o{i}", d) for i, d in enumerate(directions))
     front = Front(objectives, tuple(FrontPoint(str(i), tuple(p)) for i, p in enumerate(points)))

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pareto_search.pareto import hypervolume
+from pareto_search.front.pareto import hypervolume
 from trials.loop import Trainer
 from trials.presets import PSL
 from trials.problems import Problem, make_problem

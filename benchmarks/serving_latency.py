@@ -22,7 +22,7 @@ only 127.0.0.1 and free ports are used. Steps and what each reports:
    model's `predict` loaded in this process (`mlflow.pyfunc.load_model`): the part that is not HTTP
    and JSON.
 4. `--front-sizes N,...` (optional): fronts of N members with random LeNet weights, faked without
-   Ray the way tests/stored_search.py does, registered with `--register-front` and served: worker
+   Ray the way pareto_search/testing/stored_search.py does, registered with `--register-front` and served: worker
    RSS per N, and MB per member (least squares over the real front and these), so one can say
    how many members a server of a given memory holds.
 
@@ -64,7 +64,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: pareto-search, mlflow and uvicorn live there
 OUT = REPO / "benchmarks" / "out" / "serving_latency.json"
 HOST = "127.0.0.1"
-# The tests' helpers (tests/model_server.py, tests/stored_search.py) are imported from the repository root.
+# The stored search and the model server come from pareto_search/testing (shared with the test suite).
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 SEARCH = "serving-bench"
@@ -270,7 +270,7 @@ class Server:
 @contextmanager
 def serving(model_uri: str, env: dict[str, str], workdir: Path, timeout: float) -> Iterator[Server]:
     """`mlflow models serve` through the tests' helper (which bounds the start and stops the process group)."""
-    from tests.model_server import model_server
+    from pareto_search.testing.model_server import model_server
 
     with model_server(model_uri, env["MLFLOW_TRACKING_URI"], cwd=workdir, env=env, start_timeout_s=timeout) as server:
         yield Server(server.process, int(server.url.rsplit(":", 1)[1]), server.startup_seconds)
@@ -362,7 +362,7 @@ def measure(
 def fake_front(root: Path, size: int) -> str:
     """A finished search named front-<size> under `root` whose front holds `size` random-weight LeNets;
     returns its tracking URI."""
-    from tests.stored_search import stored_search
+    from pareto_search.testing.stored_search import stored_search
 
     # Points on a quarter circle: all non-dominated (both objectives maximized).
     angles = np.linspace(0.05, np.pi / 2 - 0.05, size)
@@ -510,7 +510,7 @@ def predict_ms(
     HTTP and JSON (MLflow's schema and params checks included)."""
     import mlflow
 
-    from pareto_search.tracking import restored_env
+    from pareto_search.tracking.connection import restored_env
 
     # set_*_uri also write MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI into os.environ: put them back.
     with restored_env("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
@@ -627,8 +627,8 @@ PSL_WEIGHTS = ([0.85, 0.15], [0.35, 0.65])  # no stored point (11: steps of 0.1)
 
 def psl_comparison(base: Path, inputs: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
     """A served PSL model (any trade-off per request; one point fixed) against one served plain member."""
-    from tests.stored_psl_search import stored_psl_search
-    from tests.stored_search import stored_search
+    from pareto_search.testing.stored_psl_search import stored_psl_search
+    from pareto_search.testing.stored_search import stored_search
 
     mnist = {"n_train": 64, "n_val": 64, "n_test": 64}
     member_root, psl_root = base / "psl-member", base / "psl"

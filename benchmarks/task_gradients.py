@@ -25,7 +25,7 @@ from trials.gradients import task_gradients, task_gradients_batched
 from trials.models import MultiTaskModel, lenet_multitask
 from trials.problems import make_problem
 from trials.problems.base import Batch, Problem
-from trials.solvers.contract import ConflictingRegression
+from trials.testing.contract import ConflictingRegression
 
 Route = Callable[[Tensor, list[torch.nn.Parameter]], Tensor]
 

@@ -25,10 +25,10 @@ from pareto_search.errors import ConfigError
 
 if TYPE_CHECKING:
     from pareto_search.config import SearchConfig
-    from pareto_search.fronts import GlobalFront
+    from pareto_search.front.global_front import GlobalFront
+    from pareto_search.front.selection import Selection
     from pareto_search.plan import SearchPlan
     from pareto_search.search.runner import SearchOutcome
-    from pareto_search.selection import Selection
     from pareto_search.serving.publish import Publication
     from pareto_search.storage import Location
 
@@ -49,7 +49,7 @@ def _storage(storage: str | os.PathLike[str] | Location | None) -> str | Path | 
 
 def load_front(name: str, storage: str | os.PathLike[str] | Location) -> GlobalFront:
     """The global front of search `name` in `storage` as every command reads it, with one-line refusals."""
-    from pareto_search.fronts import GlobalFront
+    from pareto_search.front.global_front import GlobalFront
     from pareto_search.locations import find_search
 
     plan, _, _ = find_search(_storage(storage), name)
@@ -193,8 +193,8 @@ class Search:
         unless one objective is left unconstrained) or ``point="TRIAL/MEMBER[@eEPOCH]"``; ``exact=True`` with
         weights evaluates a PSL trial's model at exactly those weights. ``selection.to_text()`` / ``to_json()``
         are what the command prints."""
-        from pareto_search.selection import SelectionError, WeightsRule
-        from pareto_search.selection.request import select_on_front, selection_rule
+        from pareto_search.front.selection import SelectionError, WeightsRule
+        from pareto_search.front.selection.request import select_on_front, selection_rule
 
         try:
             rule = selection_rule(
@@ -204,7 +204,7 @@ class Search:
         except SelectionError as exc:
             raise ConfigError(str(exc)) from None
         if exact:
-            from pareto_search.selection.exact import exact_selection
+            from pareto_search.serving.exact import exact_selection
 
             _plugins_from_cwd()
             _quiet_mlflow()  # the point's weights are downloaded
@@ -305,7 +305,7 @@ def _drive(plan: SearchPlan, address: str | None, *, resume: bool, verbose: bool
     except StorageError as exc:
         raise ConfigError(f"`storage`: {exc}") from None
     refuse_if_held(plan.name, plan.files)  # DriverLockHeld before Ray and torch load
-    from pareto_search.search.console import search_console
+    from pareto_search.console import search_console
     from pareto_search.search.runner import ray_of_this_call, run_search
 
     # As the command: Ray's and Tune's own output in the search's driver.log (and shown when verbose).

@@ -23,10 +23,10 @@ from pareto_search.storage import default_storage
 
 if TYPE_CHECKING:
     from pareto_search.config import SearchConfig
+    from pareto_search.front.selection import Rule
     from pareto_search.locations import Locations
     from pareto_search.plan import SearchPlan
     from pareto_search.search.runner import SearchOutcome
-    from pareto_search.selection import Rule
 
 EXIT_FAILED = 1  # a trial ended in error, or the search could not finish (the message says what is kept)
 EXIT_USAGE = 2
@@ -234,7 +234,7 @@ def _drive(plan: SearchPlan, address: str | None, *, resume: bool, verbose: bool
     except DriverLockHeld as exc:
         print(f"pareto-search {'resume' if resume else 'run'}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    from pareto_search.search.console import search_console
+    from pareto_search.console import search_console
     from pareto_search.search.runner import release_ray, run_search, sigterm_received
 
     # Ray's and Tune's own output goes to the search's driver.log (and the terminal with --verbose) until Ray has
@@ -297,7 +297,7 @@ def _cmd_front(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from pareto_search.compare import compare_data, format_report, log_comparison
+    from pareto_search.front.compare import compare_data, format_report, log_comparison
     from pareto_search.locations import find_search
 
     fronts = {name: _load_front(name, args.storage) for name in args.names}
@@ -306,7 +306,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.no_mlflow:
         return 0
     from pareto_search.timeouts import WaitTimeout, bounded_call, redact_uri, tracking_open_timeout_s
-    from pareto_search.tracking import fail_fast_http, is_outage
+    from pareto_search.tracking.connection import fail_fast_http, is_outage
 
     first, _, locations = find_search(args.storage, args.names[0])  # the first search's MLflow
     _say_note("compare", locations)
@@ -337,7 +337,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _selection_rule(args: argparse.Namespace) -> Rule:
-    from pareto_search.selection.request import selection_rule
+    from pareto_search.front.selection.request import selection_rule
 
     return selection_rule(
         weights=args.weights,
@@ -350,9 +350,9 @@ def _selection_rule(args: argparse.Namespace) -> Rule:
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
+    from pareto_search.front.selection import SelectionError, WeightsRule
+    from pareto_search.front.selection.request import select_on_front
     from pareto_search.locations import find_search
-    from pareto_search.selection import SelectionError, WeightsRule
-    from pareto_search.selection.request import select_on_front
 
     # `is not None`: an empty name is a mistake to refuse, not a request to register nothing.
     model_name = args.register if args.register is not None else args.register_front
@@ -374,7 +374,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
     except SelectionError as exc:
         raise ConfigError(str(exc)) from None
     if args.exact:
-        from pareto_search.selection.exact import exact_selection
+        from pareto_search.serving.exact import exact_selection
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # the point's weights are read
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
@@ -461,7 +461,7 @@ def _cluster_locations(config: SearchConfig) -> None:
 
 def _cmd_submit(args: argparse.Namespace) -> int:
     from pareto_search.config import load_config
-    from pareto_search.jobs import client
+    from pareto_search.search import jobs as client
 
     config = load_config(args.config)  # every schema error here, in one line, before anything is sent
     if args.name:
@@ -484,7 +484,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _job_exit(state: str) -> int:
-    from pareto_search.jobs.client import EXIT_BY_STATUS
+    from pareto_search.search.jobs import EXIT_BY_STATUS
 
     return EXIT_BY_STATUS.get(state, 0)
 
@@ -496,7 +496,7 @@ def _unreachable(command: str, exc: Exception) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from pareto_search.jobs import client
+    from pareto_search.search import jobs as client
 
     try:
         state = client.status(args.address, args.job_id)
@@ -509,7 +509,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
-    from pareto_search.jobs import client
+    from pareto_search.search import jobs as client
 
     try:
         state = client.logs(args.address, args.job_id, args.follow, args.timeout)
@@ -517,7 +517,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
         return _unreachable("logs", exc)
     if state is None:
         return 0
-    from pareto_search.jobs.client import EXIT_BY_STATUS
+    from pareto_search.search.jobs import EXIT_BY_STATUS
 
     if state not in EXIT_BY_STATUS:  # the log stream ended but the job did not (within SETTLE_S)
         print(f"job {args.job_id}: still {state} after its log stream ended", file=sys.stderr)
@@ -527,7 +527,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
-    from pareto_search.jobs import client
+    from pareto_search.search import jobs as client
 
     try:
         stopped = client.stop(args.address, args.job_id)
@@ -538,7 +538,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from pareto_search.jobs import client
+    from pareto_search.search import jobs as client
 
     rows = client.list_jobs(args.address)
     if args.format == "json":
@@ -553,9 +553,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_groups(args: argparse.Namespace) -> int:
-    from pareto_search.groups import search_groups
+    from pareto_search.front.groups import check_budget, search_groups
+    from pareto_search.locations import find_search
 
-    report = search_groups(args.storage, args.name, args.budget, args.trial)
+    budget = check_budget(args.budget)  # refused before the search is looked for, as every bad flag is
+    plan, _, _ = find_search(args.storage, args.name)
+    report = search_groups(args.name, plan.front_path, plan.config.diagnostics.affinity_every, budget, args.trial)
     print(json.dumps(report.to_json(), indent=2) if args.format == "json" else report.to_text())
     return 0
 

@@ -22,13 +22,12 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
 from pareto_search.storage import Location
+from pareto_search.tracking.store import DEFAULT_DB_FILENAME, TRACKING_ENV, sqlite_store, tracking_location
 
 if TYPE_CHECKING:
     from pareto_search.config import SearchConfig
     from pareto_search.plan import SearchPlan
 
-TRACKING_ENV = "MLFLOW_TRACKING_URI"
-DEFAULT_DB_FILENAME = "mlflow.db"  # the embedded store: a sqlite file in the working folder (tracking.py)
 Source = Literal["default", "explicit", "env"]
 SOURCES: tuple[str, ...] = ("default", "explicit", "env")
 
@@ -79,24 +78,6 @@ class Locations:
     tracking_uri: str  # the store this command opens
     tracking: TrackingRecord  # what the search recorded (or would record, for a new search)
     note: str | None = None  # one line for stderr when a fallback was taken (an old search.json)
-
-
-def sqlite_store(folder: str | Path) -> str:
-    """The embedded store of a working folder: ``sqlite:///<absolute folder>/mlflow.db``."""
-    return f"sqlite:///{(Path(folder).resolve() / DEFAULT_DB_FILENAME).as_posix()}"
-
-
-def tracking_location(uri: str | None, *, cwd: str | Path | None = None, env: Mapping[str, str] | None = None) -> str:
-    """The tracking URI without a search's record: `uri` if given, else ``$MLFLOW_TRACKING_URI``, else the working
-    folder's ``mlflow.db`` (made absolute here, at resolution). What a new search uses, `serve`, and a tracker
-    opened with no URI (tracking.resolve_tracking_uri)."""
-    if uri:
-        return uri
-    env = os.environ if env is None else env
-    from_env = (env.get(TRACKING_ENV) or "").strip()
-    if from_env:
-        return from_env
-    return sqlite_store(Path.cwd() if cwd is None else cwd)
 
 
 def record_tracking(

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from pareto_search.config import SearchConfig, as_distribution, parse_config
+from pareto_search.devices import check_trial_device
 from pareto_search.errors import ConfigError
-from pareto_search.fronts import write_atomic
+from pareto_search.front.global_front import write_atomic
+from pareto_search.front.pareto import Objective
 from pareto_search.locations import TrackingRecord, record_tracking
-from pareto_search.pareto import Objective
-from pareto_search.search.devices import check_trial_device
 from pareto_search.storage import Location, StorageError, check_reachable
 from trials.data.sources import DataUnavailableError
 from trials.preferences import make_preferences

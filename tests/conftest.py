@@ -1,5 +1,6 @@
 """Session-wide test hygiene."""
 
+import os
 from collections.abc import Iterator
 
 import mlflow
@@ -10,6 +11,17 @@ import torch
 # than they give (measured: 50 PMTL steps took 10.9 s with default threads on a loaded 2-core
 # machine, 0.18 s with one). Tests that want more threads ask for them (Trainer(num_threads=...)).
 torch.set_num_threads(1)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker keeps its local Rays in its own temp folder: a bare `ray.init()` joins the
+    cluster whose address file it finds in Ray's temp folder, so one worker's search must never find another's.
+    Short on purpose: Ray's socket paths live below it and a Unix socket path has at most 107 characters."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        folder = f"/tmp/ray-{worker}"
+        os.makedirs(folder, exist_ok=True)
+        os.environ["RAY_TMPDIR"] = folder
 
 
 @pytest.fixture(autouse=True)

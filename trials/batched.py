@@ -18,7 +18,7 @@ it sees one model K times wider. This module keeps everything else of the popula
   The members' ``.grad`` are then views of their slices, and each optimizer steps as usual.
 
 Numerically the batched path equals the sequential one to float tolerance, not bit for bit (a
-batched convolution sums in another order); tests/test_batched_population.py checks it.
+batched convolution sums in another order); tests/unit/trials/test_batched_population.py checks it.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ PSL = MethodPreset(
         "model, lowrank (which scales) above. linear: 0.739 against tchebycheff's 0.674 on Multi-MNIST; on a "
         "non-convex front (toy2d) linear finds only the ends (HV 0.07 against tchebycheff's 0.28 of at most 0.298 "
         "for 11 points): set `solver: tchebycheff` there. concentration 0.5: on a convex front uniform draws (1) "
-        "left the end points 0.04-0.05 from their optima, 0.5 within 0.01 (tests/test_psl.py)"
+        "left the end points 0.04-0.05 from their optima, 0.5 within 0.01 (tests/unit/trials/test_psl.py)"
     ),
 )
 

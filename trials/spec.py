@@ -159,7 +159,7 @@ class PSLSpec:
     samples: int = 4  # P: preferences drawn per step (each costs one model-epoch per epoch)
     # Dirichlet concentration of the drawn preferences: 1 is uniform on the simplex; 0.5 draws more near its
     # corners, which uniform draws leave under-trained (a convex front's end points 0.04-0.05 off their optima
-    # at 1, within 0.01 at 0.5: tests/test_psl.py's quadratic problem).
+    # at 1, within 0.01 at 0.5: tests/unit/trials/test_psl.py's quadratic problem).
     concentration: float = 0.5
     # Each drawn preference minimizes the trial's solver's objective (linear, tchebycheff or epo, with its
     # solver_args) minus cosmos_penalty·cos(preference ⊙ losses, 1): COSMOS's cosine penalty pulling the losses

@@ -11,7 +11,7 @@ model-epochs (default 10 models x ``--epochs`` 5 = 50) and is charged for what i
 a scheduler stops after 1 epoch costs K x 1. A method's curve is the HV of the cumulative front of every model it
 has trained so far (each model with its latest evaluation, as the service's global front keeps it: one point per
 trial and member) against the model-epochs spent so far, in the order the results arrived; HV is the service's
-(``pareto_search.pareto.Front.hypervolume``, pymoo) of the validation objectives at the problem's reference point.
+(``pareto_search.front.pareto.Front.hypervolume``, pymoo) of the validation objectives at the problem's reference point.
 
 **Methods** (``--list``). Peers, written the way their users write them (Adam everywhere, the learning rate
 log-uniform in the same range ``--lr-range``):

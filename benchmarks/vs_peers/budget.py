@@ -77,7 +77,7 @@ def replay_hv(events: Sequence[dict[str, Any]], directions: Sequence[str], refer
     """HV of the cumulative front after each event: every model with each epoch it was evaluated at (as the
     service's front keeps a model's non-dominated epochs with their weights: a later, worse epoch takes nothing
     away), so the curve never goes down."""
-    from pareto_search.pareto import Front, FrontPoint, NonFiniteValuesWarning, Objective
+    from pareto_search.front.pareto import Front, FrontPoint, NonFiniteValuesWarning, Objective
 
     objectives = tuple(Objective(f"o{i}", d) for i, d in enumerate(directions))
     seen: list[FrontPoint] = []

@@ -104,7 +104,7 @@ def probe_lr(job: dict[str, Any], problem: Any, counter: BudgetCounter) -> float
     from types import SimpleNamespace
 
     from pareto_search.config import PROBE_CANDIDATES, Distribution, probe_candidates
-    from pareto_search.pareto import Objective
+    from pareto_search.front.pareto import Objective
     from pareto_search.search.lr_probe import PROBE_EPOCHS, choose
 
     names = _objective_names(problem)

@@ -24,16 +24,16 @@ from typing import Any
 
 from ray import tune
 
-from pareto_search.fronts import GlobalFront, kept_epoch
-from pareto_search.groups import affinity_path, record_affinity
-from pareto_search.pareto import Objective
+from pareto_search.console import progress, say
+from pareto_search.front.global_front import GlobalFront, kept_epoch
+from pareto_search.front.groups import affinity_path, record_affinity
+from pareto_search.front.pareto import Objective
 from pareto_search.plan import SearchPlan
 from pareto_search.search.checkpoints import newest_present
-from pareto_search.search.console import progress, say
-from pareto_search.search.outage import BackgroundWrites, TrackingQueue
 from pareto_search.search.trainable import member_file
 from pareto_search.storage import Location
-from pareto_search.tracking import SearchTracker
+from pareto_search.tracking.client import SearchTracker
+from pareto_search.tracking.outage import BackgroundWrites, TrackingQueue
 
 ERROR_CHARS = 2000  # enough of a traceback's end to see the cause in the MLflow UI
 # The front's math after a result (global HV, the trial's exclusive contribution, the front's size) runs on the loop
@@ -325,7 +325,7 @@ class SearchCallback(tune.Callback):
         """The trial's affinity summed over training, as a heatmap and JSON artifact of its run."""
         if "affinity_total" not in result:
             return
-        from pareto_search import plots
+        from pareto_search.front import plots
 
         tasks, total = result["affinity_tasks"], result["affinity_total"]
         self.tracker.log_json(run_id, {"tasks": tasks, "affinity_total": total}, "affinity.json")
@@ -341,7 +341,7 @@ class SearchCallback(tune.Callback):
 
     def publish_front(self) -> None:
         """Front artifacts and plots on the parent run, front tags on the children."""
-        from pareto_search import plots
+        from pareto_search.front import plots
 
         with self._lock:  # at the end of the search; the lock only keeps a late trial's model URIs apart
             front = self.front

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pareto_search.console import say
 from pareto_search.errors import SearchStopped
-from pareto_search.search.console import say
 from pareto_search.storage import CHECK_TIMEOUT_S, Location, StorageError
 from pareto_search.timeouts import WaitTimeout, bounded_call
 

@@ -42,11 +42,11 @@ from pareto_search.config import (
     parse_config,
 )
 from pareto_search.config import probe_candidates as candidates_of
+from pareto_search.console import say
+from pareto_search.devices import check_assigned_gpus_usable
 from pareto_search.errors import SearchStopped
-from pareto_search.pareto import hypervolume, to_min_form
+from pareto_search.front.pareto import hypervolume, to_min_form
 from pareto_search.plan import SearchPlan
-from pareto_search.search.console import say
-from pareto_search.search.devices import check_assigned_gpus_usable
 from trials.spec import TrialSpec
 
 # One epoch ranks learning rates well enough for the fixed budgets of a search (Multi-MNIST 6k, equal weights,

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
 from pareto_search.config import ResourcesConfig
+from pareto_search.devices import check_torch_has_cuda
 from pareto_search.errors import ConfigError
-from pareto_search.search.devices import check_torch_has_cuda
 
 
 def _this_machine() -> dict[str, float]:

@@ -22,18 +22,16 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from pareto_search.console import say
 from pareto_search.errors import ConfigError, SearchStopped
-from pareto_search.fronts import GlobalFront
+from pareto_search.front.global_front import GlobalFront
 from pareto_search.locations import resolve_locations
 from pareto_search.plan import PLAN_FILE, SearchPlan, load_plan
-from pareto_search.scheduler import ParetoASHA, ParetoASHAStateCallback
 from pareto_search.search.atomic_fs import atomic_local_filesystem
 from pareto_search.search.callback import SearchCallback, bind_location
-from pareto_search.search.console import say
 from pareto_search.search.driver_lock import driver_lock
 from pareto_search.search.lr_probe import pending_probes, run_probes, trains_here
 from pareto_search.search.member_actors import largest_members_apart, members_apart
-from pareto_search.search.outage import TrackingUnavailable
 from pareto_search.search.resources import (
     PendingWatch,
     PlacementTimeout,
@@ -42,12 +40,15 @@ from pareto_search.search.resources import (
     node_resources,
     trial_resources,
 )
+from pareto_search.search.scheduler import ParetoASHA, ParetoASHAStateCallback
 from pareto_search.search.space import param_space, tune_num_samples, unpack
 from pareto_search.search.trainable import run_trial
-from pareto_search.search.tune_state import check_experiment_state
+from pareto_search.search.tune_state import alias_moved_modules, check_experiment_state
 from pareto_search.storage import StorageError, check_reachable
 from pareto_search.timeouts import WaitTimeout, bounded_call, redact_uri, tracking_open_timeout_s
-from pareto_search.tracking import SearchTracker, fail_fast_http, is_network_error, is_outage
+from pareto_search.tracking.client import SearchTracker
+from pareto_search.tracking.connection import fail_fast_http, is_network_error, is_outage
+from pareto_search.tracking.outage import TrackingUnavailable
 
 # Schedulers judge trials by the trainer's own epoch count, not Tune's result count: a trial restarted from
 # scratch after a damaged checkpoint counts its epochs again, and each rung records a trial once (as before).
@@ -287,6 +288,7 @@ def _run_search(plan: SearchPlan, *, address: str | None, resume: bool) -> Searc
         for line in check_experiment_state(plan.storage_dir.local_path):  # before Tune reads it (tune_state.py)
             say(f"[{plan.name}] {line}")
     if resume and tune.Tuner.can_restore(str(plan.storage_dir), storage_filesystem=filesystem):
+        alias_moved_modules()  # a search started before the package's modules moved names them by their old path
         tuner = tune.Tuner.restore(
             str(plan.storage_dir),
             trainable=trainable,

@@ -23,9 +23,9 @@ import torch
 from ray import tune
 
 from pareto_search.config import SearchConfig, parse_config
-from pareto_search.pareto import Front, FrontPoint, NonFiniteValuesWarning, Objective
+from pareto_search.devices import check_assigned_gpus_usable
+from pareto_search.front.pareto import Front, FrontPoint, NonFiniteValuesWarning, Objective
 from pareto_search.search.checkpoints import restore, seal
-from pareto_search.search.devices import check_assigned_gpus_usable
 from pareto_search.search.space import unpack
 from trials.loop import EpochReport, Trainer
 from trials.problems import Problem

@@ -135,3 +135,22 @@ def reconcile_live_trials(experiment_dir: Path) -> list[str]:
     if missing:
         what.append(f"counts {', '.join(missing)} as running")
     return [f"the search algorithm's state disagreed with the trial table: it {' and '.join(what)}"]
+
+
+# Modules that moved when the package was cut into layers, old path -> new path. Tune pickles the scheduler (Pareto
+# ASHA) with the tuner, by module path, so a search started before the move names the old path in its state; Python's
+# import system resolves the old name to the same module object, and the resume restores it as it was.
+MOVED_MODULES = {
+    "pareto_search.scheduler": "pareto_search.search.scheduler",
+    "pareto_search.pareto": "pareto_search.front.pareto",
+    "pareto_search.fronts": "pareto_search.front.global_front",
+}
+
+
+def alias_moved_modules() -> None:
+    """Make the old module paths of :data:`MOVED_MODULES` import as their new modules (before Tune unpickles)."""
+    import importlib
+    import sys
+
+    for old, new in MOVED_MODULES.items():
+        sys.modules.setdefault(old, importlib.import_module(new))

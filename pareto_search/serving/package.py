@@ -22,7 +22,7 @@ import torch
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types.schema import ParamSchema, ParamSpec
 
-from pareto_search.pareto import Objective
+from pareto_search.front.pareto import Objective
 from pareto_search.serving.conditioned import fixed_at, load_conditioned, read_state
 from pareto_search.serving.network import NetworkSpec, code_path_of
 from pareto_search.serving.pyfunc import MEMBERS_ARTIFACT, POINT_OUTPUT, WEIGHTS_ARTIFACT

@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 
 from pareto_search.errors import ConfigError
-from pareto_search.fronts import GlobalFront, kept_epoch
+from pareto_search.front.global_front import GlobalFront, kept_epoch
+from pareto_search.front.pareto import FrontPoint
+from pareto_search.front.selection import Selection, point_label
 from pareto_search.locations import resolve_locations
-from pareto_search.pareto import FrontPoint
 from pareto_search.plan import SearchPlan
-from pareto_search.selection import Selection, point_label
 from pareto_search.serving.conditioned import layout_of, read_state
 from pareto_search.serving.network import NetworkSpec
 from pareto_search.serving.package import EXAMPLE_ROWS, MemberWeights, write_model
@@ -32,7 +32,9 @@ from pareto_search.serving.registry import (
     outage_cause,
 )
 from pareto_search.storage import Location
-from pareto_search.tracking import SearchTracker, is_outage, ui_link
+from pareto_search.tracking.client import SearchTracker
+from pareto_search.tracking.connection import is_outage
+from pareto_search.tracking.store import ui_link
 from trials.data.sources import DataUnavailableError
 from trials.problems import make_problem
 
@@ -117,7 +119,7 @@ def _member(point: FrontPoint, weights: Path, network: NetworkSpec, inputs: torc
 
 def _mark_selection(tracker: SearchTracker, parent_run_id: str, front: GlobalFront, selection: Selection) -> None:
     """The parent run's front plot, redrawn with the selected point starred, and the selection itself."""
-    from pareto_search import plots
+    from pareto_search.front import plots
 
     with tempfile.TemporaryDirectory() as folder:
         for path in plots.global_front_files(front, folder, selected=(selection.chosen.values, selection.point)):

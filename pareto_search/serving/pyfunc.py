@@ -33,8 +33,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
-from pareto_search.pareto import Front, FrontPoint, Objective
-from pareto_search.selection import SelectionError, WeightsRule, parse_weights
+from pareto_search.front.pareto import Front, FrontPoint, Objective
+from pareto_search.front.selection import SelectionError, WeightsRule, parse_weights
 from pareto_search.serving.conditioned import fixed_at, load_conditioned, preference_label, read_state
 from pareto_search.serving.network import NetworkSpec
 from trials.psl.conditioning import Conditioned
@@ -80,7 +80,8 @@ def _schema_reason_first() -> None:
     MLflow calls `mlflow.pyfunc._validate_prediction_input` for every prediction; it is wrapped (once per process,
     when a model of ours loads: a server process serves only it) to run the same schema check, `_enforce_schema`,
     itself and raise `BadRequest` with the reason alone; the rest (params) is MLflow's own code. Should a later
-    MLflow rename these, nothing is wrapped and MLflow's message stands (tests/test_serve_command.py notices)."""
+    MLflow rename these, nothing is wrapped and MLflow's message stands
+    (tests/unit/serving/test_serve_command.py notices)."""
     import mlflow.pyfunc as pyfunc_module
 
     original = getattr(pyfunc_module, "_validate_prediction_input", None)

@@ -22,7 +22,8 @@ from mlflow.entities.logged_model_status import LoggedModelStatus
 from mlflow.exceptions import MlflowException
 
 from pareto_search.errors import ConfigError
-from pareto_search.tracking import is_outage, resolve_tracking_uri
+from pareto_search.tracking.connection import is_outage
+from pareto_search.tracking.store import resolve_tracking_uri
 
 TAG_IDENTITY = "pareto_search.identity"
 # MLflow caps tag values (5000 chars on model versions); values longer than this are cut.
@@ -35,7 +36,7 @@ MAX_MODEL_NAME_CHARS = 256
 # The registry's alias rules (MLflow's model registry docs): letters, digits, '_' and '-', at most 255 characters;
 # "latest" (any case) and version-like aliases ("v2") are reserved. They are written here, not imported: MLflow
 # keeps its checks in private helpers that it renames between minor releases (3.18 did), and
-# tests/test_register_faults.py checks these rules against a real registry.
+# tests/unit/serving/test_register_faults.py checks these rules against a real registry.
 _ALIAS_PATTERN = re.compile(r"[\w\-]+")
 _VERSION_ALIAS_PATTERN = re.compile(r"[vV]\d+")
 MAX_ALIAS_CHARS = 255

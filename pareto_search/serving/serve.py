@@ -24,9 +24,9 @@ from types import FrameType
 from typing import Any
 
 from pareto_search.errors import ConfigError
-from pareto_search.locations import tracking_location
 from pareto_search.timeouts import WaitTimeout, bounded_call, redact_uri, tracking_open_timeout_s
-from pareto_search.tracking import fail_fast_http, is_outage
+from pareto_search.tracking.connection import fail_fast_http, is_outage
+from pareto_search.tracking.store import tracking_location
 
 DEFAULT_HOST = "127.0.0.1"  # only this machine: serving to a network is a choice (--host 0.0.0.0)
 DEFAULT_PORT = 5000  # `mlflow models serve`'s own default

@@ -6,7 +6,7 @@ the member's optimizer then steps. The loop never branches on a solver's name: a
 :class:`StepContext`. State that must survive a checkpoint lives in ``state_dict()``.
 
 Adding a solver: one file with a subclass, one line in ``trials/solvers/__init__.py``, one
-test class inheriting ``trials.solvers.contract.SolverContract``.
+test class inheriting ``trials.testing.contract.SolverContract``.
 
 Hooks a solver may override, all called for every solver alike (the loop never asks which one
 it is): ``extra_parameters()`` (learnable parameters of the method itself, e.g. uncertainty

@@ -83,7 +83,7 @@ def rotate_into_half_space(d: Tensor, g: Tensor) -> Tensor:
     This is the authors' rotation in closed form. They project d off ĝ (w = d − ⟨d, ĝ⟩ĝ) and set
     d ← tan(π − ∠(g, d − g))·‖g‖·w/‖w‖: the right triangle with legs ‖g‖ along g and the
     perpendicular through 0 gives the same point, and the closed form needs no arccos (so no
-    argument to clamp) and no tan near π/2. ``tests/test_cdtt.py`` checks the two agree."""
+    argument to clamp) and no tan near π/2. ``tests/unit/trials/solvers/test_cdtt.py`` checks the two agree."""
     sq = float(g @ g)
     dot = float(d @ g)
     if sq == 0.0 or not dot < 0.0:  # a zero gradient has no half-space; angle ≤ 90°: unchanged
