@@ -29,12 +29,15 @@ demo: install data
 
 # The full suite, slow end-to-end tests included (CI runs this). pytest exits 5 when it
 # collected no test: that is a failure here, never a silent pass.
-# --durations: the slowest tests are printed on every run, so the suite's ~15 min budget is watched.
+# Two workers (pytest-xdist), one per core; --dist loadscope keeps a module's tests on one worker, so a module's
+# shared fixture (the uninterrupted search the fault tests compare with) is computed once. Each worker keeps its
+# Rays apart (tests/conftest.py). --durations: the slowest tests are printed on every run, so the budget is watched.
+TEST_WORKERS ?= 2
 test: install data
-	$(BIN)/python -m pytest -q --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=25 $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
