@@ -85,11 +85,11 @@ def variants() -> dict[str, Variant]:
         Variant("periodic-0.3", transfer=TransferSpec(eps0=0.3)),  # the reconstruction's default
         Variant("periodic-0.1", transfer=TransferSpec(eps0=0.1)),
         Variant("periodic-0.3-beneficial", transfer=TransferSpec(eps0=0.3, mode="beneficial")),
-        Variant("mtgd-a1", transfer=TransferSpec(rule="mtgd", eps0=1.0)),  # the code's α; w ≈ 1.5e-3 at Adam 3e-3
-        Variant("mtgd-a10", transfer=TransferSpec(rule="mtgd", eps0=10.0)),
-        Variant("mtgd-a30", transfer=TransferSpec(rule="mtgd", eps0=30.0)),
-        Variant("mtgd-a30-all", transfer=TransferSpec(rule="mtgd", eps0=30.0, scope="all")),
-        Variant("mtgd-a30-beneficial", transfer=TransferSpec(rule="mtgd", eps0=30.0, mode="beneficial")),
+        Variant("mtgd-a1", transfer=TransferSpec(rule="mtgd", alpha=1.0)),  # the code's α; w ≈ 1.5e-3 at Adam 3e-3
+        Variant("mtgd-a10", transfer=TransferSpec(rule="mtgd", alpha=10.0)),
+        Variant("mtgd-a30", transfer=TransferSpec(rule="mtgd", alpha=30.0)),
+        Variant("mtgd-a30-all", transfer=TransferSpec(rule="mtgd", alpha=30.0, scope="all")),
+        Variant("mtgd-a30-beneficial", transfer=TransferSpec(rule="mtgd", alpha=30.0, mode="beneficial")),
         Variant("pmtl", solver="pmtl", family="finite-set"),
         Variant("epo", solver="epo", family="finite-set"),
         Variant("linear-single", size=1, family="single"),

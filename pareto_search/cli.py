@@ -10,15 +10,16 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 # Only light modules here: `--help` and argument errors must not wait for torch, Ray or MLflow (each command
 # imports what it needs).
 from pareto_search.api import DEFAULT_ALIAS, REGISTER_HTTP_RETRIES, REGISTER_HTTP_TIMEOUT_S
 from pareto_search.api import load_front as _load_front
-from pareto_search.errors import ConfigError, SearchStopped
+from pareto_search.errors import ConfigDeprecation, ConfigError, SearchStopped
 from pareto_search.storage import default_storage
 
 if TYPE_CHECKING:
@@ -615,12 +616,34 @@ COMMANDS = {
 }
 
 
+def _config_notes_as_one_line(command: str) -> None:
+    """A config in an old form that still loads gets one `note:` line on stderr (Python's own warning display is
+    two lines with a file and a source line of ours, which says nothing to the user); other warnings as before."""
+    previous = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, ConfigDeprecation):
+            print(f"pareto-search {command}: note: {message}", file=sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Plug-in problems ('package.module:factory') are found from the working directory, as with
     # `python -m` (a console script alone would not look there); Ray's workers get the same path.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     args = build_parser().parse_args(argv)
+    _config_notes_as_one_line(args.command)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:

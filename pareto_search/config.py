@@ -18,6 +18,7 @@ import contextlib
 import copy
 import math
 import re
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pareto_search.errors import ConfigError
+from pareto_search.errors import ConfigDeprecation, ConfigError
 from pareto_search.storage import default_storage, storage_scheme_error
 
 # Names only: the solver and problem modules import torch, which a schema error should not wait for (~1.5 s).
@@ -92,6 +93,29 @@ class ObjectiveConfig(_Strict):
     direction: Literal["min", "max"]
 
 
+def _transfer_of(entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    population = entry.get("population")
+    transfer = population.get("transfer") if isinstance(population, Mapping) else None
+    return transfer if isinstance(transfer, Mapping) else {}
+
+
+def _alpha_of_mtgd(entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An entry whose `population.transfer` gives rule mtgd's α as `eps0` (the spelling before α had a field of its
+    own) with `alpha` under its own name, and a one-line note saying so; any other entry as it is."""
+    transfer = _transfer_of(entry)
+    if transfer.get("rule") != "mtgd" or "eps0" not in transfer or "alpha" in transfer:
+        return entry
+    value = transfer["eps0"]
+    warnings.warn(
+        f"`population.transfer.eps0` under rule mtgd is the rule's α and is now spelled `alpha`: write "
+        f"`alpha: {value}` (eps0 still loads)",
+        ConfigDeprecation,
+        stacklevel=2,
+    )
+    renamed = {("alpha" if key == "eps0" else key): item for key, item in transfer.items()}
+    return {**entry, "population": {**entry["population"], "transfer": renamed}}
+
+
 class SolverEntry(_Strict):
     """One method to try: a solver, its population and optimizer; any value may be a distribution.
 
@@ -108,13 +132,24 @@ class SolverEntry(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _expand_method(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping) or data.get("method") is None:
+        if not isinstance(data, Mapping):
+            return data
+        data = _alpha_of_mtgd(data)
+        if data.get("method") is None:
             return data
         name = data["method"]
         preset = PRESETS.get(name) if isinstance(name, str) else None
         if preset is None:
             raise ValueError(f"`method`: method {name!r} is unknown; allowed: {', '.join(PRESETS)}")
-        return merge(preset.entry(), data)
+        entry = preset.entry()
+        # A preset's transfer strength belongs to its rule: an entry that picks another rule gets that rule's own
+        # default, never the preset's ε0 read as α.
+        preset_transfer = entry.get("population", {}).get("transfer", {})
+        rule = _transfer_of(data).get("rule", preset_transfer.get("rule", "periodic"))
+        if isinstance(rule, str) and rule != preset_transfer.get("rule", "periodic"):
+            for strength in ("eps0", "alpha"):
+                preset_transfer.pop(strength, None)
+        return merge(entry, data)
 
     @field_validator("solver")
     @classmethod
@@ -127,13 +162,14 @@ class SolverEntry(_Strict):
         size = self.population.get("size", 1)
         if self.method is not None:
             return f"{self.method}-k{size}" if isinstance(size, int) else self.method
-        eps0 = self.population.get("transfer", {}).get("eps0")
-        if eps0 is None:
+        transfer = self.population.get("transfer", {})
+        strength = transfer.get("alpha" if transfer.get("rule") == "mtgd" else "eps0")
+        if strength is None:
             from trials.solvers import solver_class
 
-            eps0 = solver_class(self.solver).default_transfer_eps0
+            strength = solver_class(self.solver).default_transfer_eps0
         if isinstance(size, int) and size > 1:
-            kind = "independent" if eps0 == 0 else "mt2o"
+            kind = "independent" if strength == 0 else "mt2o"
             return f"{kind}-{self.solver}-k{size}"
         return self.solver
 

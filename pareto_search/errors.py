@@ -9,3 +9,9 @@ class ConfigError(ValueError):
 
 class SearchStopped(RuntimeError):
     """The search could not go on (e.g. its tracking server stayed away); the message says what is kept where."""
+
+
+class ConfigDeprecation(FutureWarning):
+    """An old form of a config value that still loads; the message is one line saying what to write instead.
+    A FutureWarning, not a DeprecationWarning: it is meant for the user who wrote the config, and Python shows
+    those by default (the CLI prints each as one `note:` line)."""

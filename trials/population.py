@@ -9,7 +9,6 @@ same batches, so member k of a population with ε0 = 0 reproduces a single run w
 from __future__ import annotations
 
 import copy
-import dataclasses
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,7 @@ from trials.solvers import Solver, StepContext, build_solver, solver_class
 from trials.spec import OptimizerSpec, TransferSpec, TrialSpec
 from trials.transfer import Objective, make_transfer
 
-MTGD_DEFAULT_ALPHA = 1.0  # α of the MTGD code (w = α·η0·r); what an unset eps0 means under rule mtgd
+MTGD_DEFAULT_ALPHA = 1.0  # α of the MTGD code (w = α·η0·r); what an unset alpha means under rule mtgd
 
 
 def batches_by_default(device: torch.device) -> bool:
@@ -79,13 +78,14 @@ def population_preferences(spec: TrialSpec, num_tasks: int) -> Tensor:
 
 
 def resolved_transfer(spec: TrialSpec) -> TransferSpec:
-    """The trial's transfer with an unset ε0 (α under mtgd) replaced by what suits its solver (see Solver)."""
+    """The trial's transfer with an unset strength (ε0, or α under mtgd) replaced by what suits its solver (see
+    Solver): its `default_transfer_eps0`, or under mtgd α = 1 where that is not 0."""
     transfer = spec.population.transfer
-    if transfer.eps0 is None:
+    if transfer.strength is None:
         default = solver_class(spec.solver).default_transfer_eps0
         if transfer.rule == "mtgd" and default > 0:
             default = MTGD_DEFAULT_ALPHA
-        transfer = dataclasses.replace(transfer, eps0=default)
+        transfer = transfer.with_strength(default)
     return transfer
 
 
@@ -130,7 +130,7 @@ class Population:
         transfer = resolved_transfer(spec)
         self._step_lrs = [spec.optimizer.lr] * pop.size  # each member's lr at its latest step (mtgd's η)
         if only is not None:  # the workers' coordinator transfers (same rows, same arithmetic)
-            transfer = dataclasses.replace(transfer, eps0=0.0)
+            transfer = transfer.with_strength(0.0)
         self.transfer = make_transfer(transfer, self.preferences, self.total_steps, spec.optimizer.lr)
         self._may_fall_back = False
         self.stacked = self._choose_execution(pop.execution)

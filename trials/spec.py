@@ -76,13 +76,16 @@ class TransferSpec:
     θ_k ← θ_k − step_k(θ_k) + Σ_j w_kj (θ_j − θ_k) on the pre-step parameters, w_kj = α·η·r_kj.
     """
 
-    # The transfer strength; 0 turns transfer off for every rule (K independent scalarizations, the
-    # control for MT2O's speed claim, bit for bit). periodic: ε0 in [0, 1], the fraction mixed at
-    # the start. mtgd: α >= 0 in w_kj = α·η·r_kj (the authors' code uses α = 1). None (unset): the
-    # solver's `default_transfer_eps0` (0.3 for scalarizations, 0 for PMTL/EPO, whose members must
-    # stay in their own preference regions); for mtgd a non-zero default means α = 1.
+    # Each rule's strength is its own field; 0 turns transfer off (K independent scalarizations, the
+    # control for MT2O's speed claim, bit for bit). None (unset): what suits the solver, its
+    # `default_transfer_eps0` (0.3 for scalarizations, 0 for PMTL/EPO, whose members must stay in their
+    # own preference regions), resolved in trials/population.py.
+    # periodic: ε0 in [0, 1], the fraction mixed at the start.
     eps0: float | None = None
     rule: TransferRule = "periodic"
+    # mtgd: α >= 0 in w_kj = α·η·r_kj; unset: 1, the authors' code (0 for a solver whose default is no transfer).
+    # Configs written before α had a field of its own gave it as `eps0`; that still loads (normalized here).
+    alpha: float | None = None
     decay: Decay = "linear"  # periodic: ε_t → 0 over training, so the method ends as plain gradient descent
     # periodic: τ, transfer every τ steps (costs O(K²·P), negligible at this rate). mtgd mixes every
     # step; with mode beneficial, τ is how often the beneficial check is refreshed.
@@ -107,12 +110,17 @@ class TransferSpec:
                 self.eps0,
                 "in [0, 1]",
             )
+            _check(self.alpha is None, "population.transfer.alpha", self.alpha, "unset under rule periodic (its ε0)")
         else:
+            if self.eps0 is not None:  # the old spelling of α (configs and checkpoints written before α had a field)
+                _check(self.alpha is None, "population.transfer.eps0", self.eps0, "unset under rule mtgd (its alpha)")
+                object.__setattr__(self, "alpha", self.eps0)
+                object.__setattr__(self, "eps0", None)
             _check(
-                self.eps0 is None or (_is_number(self.eps0) and self.eps0 >= 0),
-                "population.transfer.eps0",
-                self.eps0,
-                "a float >= 0 (α of the mtgd rule)",
+                self.alpha is None or (_is_number(self.alpha) and self.alpha >= 0),
+                "population.transfer.alpha",
+                self.alpha,
+                "a float >= 0",
             )
         _check(
             self.decay in ("linear", "cosine", "constant"),
@@ -136,6 +144,17 @@ class TransferSpec:
     @property
     def mixed_scope(self) -> str:
         return self.scope or ("trunk" if self.rule == "mtgd" else "all")
+
+    @property
+    def strength(self) -> float | None:
+        """The rule's own strength: ε0 under periodic, α under mtgd (None: unset)."""
+        return self.alpha if self.rule == "mtgd" else self.eps0
+
+    def with_strength(self, value: float) -> TransferSpec:
+        """This transfer with the rule's strength set to `value` (0: off)."""
+        if self.rule == "mtgd":
+            return dataclasses.replace(self, alpha=value)
+        return dataclasses.replace(self, eps0=value)
 
 
 Conditioning = Literal["auto", "lowrank", "hyper", "film"]

@@ -225,14 +225,14 @@ class MTGDTransfer(Transfer):
 
     def __init__(self, spec: TransferSpec, preferences: Tensor, initial_lr: float) -> None:
         super().__init__(spec)
-        self.alpha = float(spec.eps0 or 0.0)
+        self.alpha = float(spec.alpha or 0.0)
         self.initial_lr = float(initial_lr)
         self.relatedness = mtgd_relatedness(preferences.to(torch.float64))
         self.mask = torch.ones_like(self.relatedness)  # beneficial: refreshed every τ steps
         pull = self.alpha * self.initial_lr * float(self.relatedness.sum(dim=1).max()) if self.enabled else 0.0
         if pull >= 1.0:
             raise ValueError(
-                f"`population.transfer.eps0` (α of the mtgd rule) = {self.alpha:g} with learning rate "
+                f"`population.transfer.alpha` = {self.alpha:g} with learning rate "
                 f"{self.initial_lr:g} pulls a member by Σ_j w_kj = {pull:.3g} >= 1 per step; make α·lr smaller"
             )
 

@@ -186,7 +186,10 @@ CASES: list[tuple[str, Any, str]] = [
         "unknown transfer scope",
         _with(
             solvers=[
-                {"solver": "linear", "population": {"size": 3, "transfer": {"eps0": 0.3, "rule": "mtgd", "scope": "x"}}}
+                {
+                    "solver": "linear",
+                    "population": {"size": 3, "transfer": {"alpha": 0.3, "rule": "mtgd", "scope": "x"}},
+                }
             ]
         ),
         r"`solvers\[0\].population.transfer.scope` must be trunk or all \(or unset\), found 'x'",
@@ -400,3 +403,50 @@ def test_the_cli_answers_help_and_schema_errors_without_loading_torch_ray_or_mlf
     assert done.stdout.strip().splitlines()[-1] == "LOADED []", done.stdout + done.stderr
     if argv[0] == "run":
         assert "`solvers[0].solver`: solver 'mgdaa' is unknown" in done.stderr, done.stderr
+
+
+def test_eps0_under_mtgd_loads_as_alpha_with_a_one_line_note(tmp_path: Path) -> None:
+    """The spelling of α before it had a field of its own still loads, as α, and the user is told in one line."""
+    import subprocess
+    import sys
+    import warnings
+
+    from pareto_search.config import parse_config
+    from pareto_search.errors import ConfigDeprecation
+
+    entry = {"solver": "linear", "population": {"size": 3, "transfer": {"rule": "mtgd", "eps0": 2.0}}}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        config = parse_config(_with(solvers=[entry]))
+    notes = [w for w in caught if issubclass(w.category, ConfigDeprecation)]
+    assert len(notes) == 1 and "write `alpha: 2.0`" in str(notes[0].message)
+    assert config.solvers[0].population["transfer"] == {"rule": "mtgd", "alpha": 2.0}
+
+    # Through the CLI: the note is one line before the run's own (here: a refusal of another field, so that nothing
+    # starts), not Python's two-line warning with a file and a source line.
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(_with(solvers=[entry], epochs=0)))
+    done = subprocess.run(
+        [sys.executable, "-m", "pareto_search.cli", "run", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 2, done.stderr
+    assert lines[0].startswith("pareto-search run: note: `population.transfer.eps0` under rule mtgd is the rule's α")
+    assert lines[1].startswith("pareto-search run: error: ") and "epochs" in lines[1]
+
+
+def test_a_preset_strength_stays_with_its_rule() -> None:
+    """`method: mt2o` mixes by the periodic rule's ε0 = 0.3; an entry that picks rule mtgd gets mtgd's own α (unset:
+    1, the authors' code), never that ε0 read as α."""
+    from pareto_search.config import parse_config
+
+    entry = {"method": "mt2o", "solver": "linear", "population": {"transfer": {"rule": "mtgd"}}}
+    transfer = parse_config(_with(solvers=[entry])).solvers[0].population["transfer"]
+    assert transfer["rule"] == "mtgd" and "eps0" not in transfer and "alpha" not in transfer
+    periodic = parse_config(_with(solvers=[{"method": "mt2o", "solver": "linear"}])).solvers[0].population
+    assert periodic["transfer"]["eps0"] == 0.3

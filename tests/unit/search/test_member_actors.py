@@ -83,7 +83,7 @@ def _close(trainer: Trainer) -> None:
 TRANSFERS = {
     "periodic-beneficial": {"rule": "periodic", "eps0": 0.3, "period": 3, "mode": "beneficial"},
     "periodic-symmetric": {"rule": "periodic", "eps0": 0.5, "period": 2, "mode": "symmetric"},
-    "mtgd-beneficial": {"rule": "mtgd", "eps0": 1.0, "period": 3, "mode": "beneficial"},
+    "mtgd-beneficial": {"rule": "mtgd", "alpha": 1.0, "period": 3, "mode": "beneficial"},
     "none": {"eps0": 0.0},
 }
 EQUAL = ("periodic-beneficial", "mtgd-beneficial", "none")

@@ -71,7 +71,7 @@ def test_every_losses_only_solver_trains_the_same_batched(solver: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "transfer", [TransferSpec(eps0=0.3, period=2), TransferSpec(rule="mtgd", eps0=1.0)], ids=["periodic", "mtgd"]
+    "transfer", [TransferSpec(eps0=0.3, period=2), TransferSpec(rule="mtgd", alpha=1.0)], ids=["periodic", "mtgd"]
 )
 def test_lenet_population_with_transfer_trains_the_same_batched(transfer: TransferSpec) -> None:
     """MT2O on Multi-MNIST's LeNets: convolutions batched by vmap, transfer mixing the members in place.

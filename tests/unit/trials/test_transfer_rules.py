@@ -43,7 +43,7 @@ def _trunk_names(model: torch.nn.Module) -> set[str]:
 @pytest.mark.parametrize("scope", ["trunk", "all"])
 def test_mtgd_step_equals_an_explicit_two_member_computation(scope: str) -> None:
     alpha = 2.0
-    population, batches = _population(TransferSpec(rule="mtgd", eps0=alpha, scope=scope))
+    population, batches = _population(TransferSpec(rule="mtgd", alpha=alpha, scope=scope))
     for batch in batches[:3]:  # the members differ and carry momentum before the checked step
         population.train_step(batch)
     batch = batches[3]
@@ -81,7 +81,7 @@ def test_mtgd_step_equals_an_explicit_two_member_computation(scope: str) -> None
 
 
 def test_trunk_scope_leaves_the_heads_unmixed_under_either_rule() -> None:
-    population, batches = _population(TransferSpec(rule="mtgd", eps0=2.0))  # mtgd's default scope: trunk
+    population, batches = _population(TransferSpec(rule="mtgd", alpha=2.0))  # mtgd's default scope: trunk
     for batch in batches[:3]:
         population.train_step(batch)
     models = [m.model for m in population.members]
@@ -103,8 +103,8 @@ def test_trunk_scope_leaves_the_heads_unmixed_under_either_rule() -> None:
     [
         TransferSpec(eps0=0.0),
         TransferSpec(eps0=0.0, mode="beneficial"),
-        TransferSpec(eps0=0.0, rule="mtgd"),
-        TransferSpec(eps0=0.0, rule="mtgd", mode="beneficial", scope="all", lr_tied=True),
+        TransferSpec(alpha=0.0, rule="mtgd"),
+        TransferSpec(alpha=0.0, rule="mtgd", mode="beneficial", scope="all", lr_tied=True),
     ],
     ids=["periodic", "periodic-beneficial", "mtgd", "mtgd-beneficial-all"],
 )
@@ -127,7 +127,7 @@ def test_eps0_zero_is_k_independent_runs_bit_for_bit_under_every_rule(transfer: 
 
 def test_mtgd_transfer_changes_the_members_and_beneficial_may_refuse() -> None:
     plain, batches = _population(TransferSpec(eps0=0.0))
-    mixed, _ = _population(TransferSpec(rule="mtgd", eps0=2.0))
+    mixed, _ = _population(TransferSpec(rule="mtgd", alpha=2.0))
     for batch in batches:
         plain.train_step(batch)
         mixed.train_step(batch)
@@ -135,7 +135,7 @@ def test_mtgd_transfer_changes_the_members_and_beneficial_may_refuse() -> None:
     assert not torch.equal(
         dict(plain.members[0].model.named_parameters())[trunk], dict(mixed.members[0].model.named_parameters())[trunk]
     )
-    beneficial, _ = _population(TransferSpec(rule="mtgd", eps0=2.0, mode="beneficial", period=2))
+    beneficial, _ = _population(TransferSpec(rule="mtgd", alpha=2.0, mode="beneficial", period=2))
     for batch in batches:
         beneficial.train_step(batch)
     assert set(beneficial.transfer.mask.flatten().tolist()) <= {0.0, 1.0}
@@ -143,7 +143,7 @@ def test_mtgd_transfer_changes_the_members_and_beneficial_may_refuse() -> None:
 
 def test_mtgd_lr_tied_follows_the_schedule() -> None:
     population, batches = _population(
-        TransferSpec(rule="mtgd", eps0=1.0, lr_tied=True), OptimizerSpec(name="sgd", lr=0.1, schedule="cosine")
+        TransferSpec(rule="mtgd", alpha=1.0, lr_tied=True), OptimizerSpec(name="sgd", lr=0.1, schedule="cosine")
     )
     population.train_step(batches[0])
     tied = population.transfer.weights([0.05, 0.05])
@@ -153,7 +153,7 @@ def test_mtgd_lr_tied_follows_the_schedule() -> None:
 
 def test_mtgd_refuses_a_pull_that_overshoots() -> None:
     with pytest.raises(ValueError, match=r"pulls a member by Σ_j w_kj = .* >= 1 per step; make α·lr smaller"):
-        _population(TransferSpec(rule="mtgd", eps0=100.0), OptimizerSpec(name="sgd", lr=0.1))
+        _population(TransferSpec(rule="mtgd", alpha=100.0), OptimizerSpec(name="sgd", lr=0.1))
 
 
 @pytest.mark.parametrize(
@@ -161,7 +161,10 @@ def test_mtgd_refuses_a_pull_that_overshoots() -> None:
     [
         ({"rule": "gossip"}, r"`population.transfer.rule` must be periodic or mtgd, found 'gossip'"),
         ({"rule": "periodic", "eps0": 2.0}, r"`population.transfer.eps0` must be in \[0, 1\], found 2.0"),
-        ({"rule": "mtgd", "eps0": -1.0}, r"`population.transfer.eps0` must be a float >= 0 \(α of the mtgd rule\)"),
+        ({"rule": "mtgd", "alpha": -1.0}, r"`population.transfer.alpha` must be a float >= 0, found -1.0"),
+        ({"rule": "mtgd", "eps0": -1.0}, r"`population.transfer.alpha` must be a float >= 0, found -1.0"),
+        ({"rule": "periodic", "alpha": 1.0}, r"`population.transfer.alpha` must be unset under rule periodic"),
+        ({"rule": "mtgd", "eps0": 1.0, "alpha": 1.0}, r"`population.transfer.eps0` must be unset under rule mtgd"),
         ({"scope": "heads"}, r"`population.transfer.scope` must be trunk or all"),
     ],
 )
@@ -173,3 +176,17 @@ def test_invalid_transfer_names_the_field(data, message) -> None:
 def test_unset_eps0_under_mtgd_is_the_codes_alpha() -> None:
     population, _ = _population(TransferSpec(rule="mtgd"))
     assert population.transfer.alpha == 1.0
+
+
+def test_eps0_under_mtgd_is_the_old_spelling_of_alpha_and_trains_the_same() -> None:
+    """Configs and checkpoints written before α had a field of its own gave it as eps0: they load as that α."""
+    old, new = TransferSpec(rule="mtgd", eps0=2.0), TransferSpec(rule="mtgd", alpha=2.0)
+    assert old == new and (old.eps0, old.alpha, old.strength) == (None, 2.0, 2.0)
+    before, batches = _population(old)
+    after, _ = _population(new)
+    for batch in batches[:4]:
+        before.train_step(batch)
+        after.train_step(batch)
+    for a, b in zip(before.members, after.members, strict=True):
+        for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
+            assert torch.equal(pa, pb)
