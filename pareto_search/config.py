@@ -16,15 +16,25 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from pareto_search.errors import ConfigDeprecation, ConfigError
 from pareto_search.storage import default_storage, storage_scheme_error
@@ -32,7 +42,7 @@ from pareto_search.storage import default_storage, storage_scheme_error
 # Names only: the solver and problem modules import torch, which a schema error should not wait for (~1.5 s).
 from trials.names import PROBLEMS, check_solver_name
 from trials.presets import PRESETS, merge
-from trials.spec import SpecError, TrialSpec
+from trials.spec import OptimizerSpec, PopulationSpec, PSLSpec, SpecError, TransferSpec, TrialSpec
 
 DISTRIBUTIONS: dict[str, int | None] = {  # name -> number of arguments (None: a non-empty list)
     "choice": None,
@@ -93,6 +103,96 @@ class ObjectiveConfig(_Strict):
     direction: Literal["min", "max"]
 
 
+# A value of a solver entry's section, or a distribution over values written as a one-key mapping ({choice: [...]},
+# {loguniform: [lo, hi]}, ...). The section models below name every field a trial reads; the value of each is checked
+# by the trial's own dataclass (trials/spec.py) on representative samples of the space (_validate_entry), so that a
+# value and its message are decided in one place, and so are the defaults: a field left unset takes the trial's.
+Searchable = Any
+
+
+class _Section(_Strict):
+    """A section of a solver entry: only the fields the config sets are its data (what is saved, flattened for
+    Tune and MLflow, and given to the trial), so an unset field always means the trial's own default."""
+
+    # The trial dataclass whose fields this section mirrors (tests check that the two name the same fields).
+    spec_class: ClassVar[type]
+
+    @model_serializer(mode="wrap")
+    def _only_what_is_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {key: value for key, value in data.items() if key in self.model_fields_set}
+
+    def effective(self, name: str) -> Any:
+        """The field's value as a trial sees it: what the config set, else the trial dataclass's default."""
+        if name in self.model_fields_set:
+            return getattr(self, name)
+        return spec_default(self.spec_class, name)
+
+
+def spec_default(spec_class: type, name: str) -> Any:
+    """The default of field `name` of a trial dataclass (trials/spec.py): where every default is defined."""
+    field = next(f for f in dataclasses.fields(spec_class) if f.name == name)
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    raise KeyError(f"{spec_class.__name__}.{name} has no default")
+
+
+class OptimizerConfig(_Section):
+    """`optimizer`: trials/spec.py OptimizerSpec."""
+
+    spec_class: ClassVar[type] = OptimizerSpec
+    name: Searchable = None  # sgd, adam, adamw
+    lr: Searchable = None  # may also be {probe: [lo, hi]}: found once before the trials (search/lr_probe.py)
+    momentum: Searchable = None  # SGD only
+    weight_decay: Searchable = None
+    schedule: Searchable = None  # constant or cosine
+
+
+class TransferConfig(_Section):
+    """`population.transfer`: MT2O's transfer among the members (trials/spec.py TransferSpec). Each rule's
+    strength is its own field: `eps0` for periodic, `alpha` for mtgd."""
+
+    spec_class: ClassVar[type] = TransferSpec
+    eps0: Searchable = None  # periodic: ε0 in [0, 1]
+    rule: Searchable = None  # periodic or mtgd
+    alpha: Searchable = None  # mtgd: α >= 0
+    decay: Searchable = None  # periodic: linear, cosine or constant
+    period: Searchable = None  # τ: steps between transfers (mtgd: between its beneficial checks)
+    sigma: Searchable = None  # periodic: kernel width in preference space
+    mode: Searchable = None  # symmetric or beneficial
+    scope: Searchable = None  # trunk or all (unset: the rule's own)
+    lr_tied: Searchable = None  # mtgd: η is the current learning rate (true) or the initial one
+
+
+class PSLConfig(_Section):
+    """`population.psl`: Pareto set learning, one conditioned model (trials/spec.py PSLSpec)."""
+
+    spec_class: ClassVar[type] = PSLSpec
+    conditioning: Searchable = None  # auto, lowrank, hyper or film
+    rank: Searchable = None
+    hidden: Searchable = None
+    samples: Searchable = None  # P: preferences drawn per step
+    concentration: Searchable = None  # Dirichlet concentration of the draws
+    cosmos_penalty: Searchable = None
+    points: Searchable = None  # the front's points (unset: the problem's default)
+
+
+class PopulationConfig(_Section):
+    """`population`: the trial's K members, or one conditioned model (trials/spec.py PopulationSpec)."""
+
+    spec_class: ClassVar[type] = PopulationSpec
+    size: Searchable = None  # K
+    preferences: Searchable = None  # K rows of T weights (unset: generated)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
+    execution: Searchable = None  # auto, sequential or batched
+    interior: Searchable = None  # how far generated preferences are pulled toward equal weights
+    across_trials: Searchable = None  # same or fill
+    psl: PSLConfig | None = None
+    placement: Searchable = None  # process or actors
+
+
 def _transfer_of(entry: Mapping[str, Any]) -> Mapping[str, Any]:
     population = entry.get("population")
     transfer = population.get("transfer") if isinstance(population, Mapping) else None
@@ -125,9 +225,10 @@ class SolverEntry(_Strict):
     label: str | None = None  # how fronts and tables name this entry; default from method/solver and K
     method: str | None = None
     solver: str
+    # The solver's own hyperparameters: each solver's Params dataclass names and checks them (trials/solvers/).
     solver_args: dict[str, Any] = Field(default_factory=dict)
-    population: dict[str, Any] = Field(default_factory=dict)
-    optimizer: dict[str, Any] = Field(default_factory=dict)
+    population: PopulationConfig = Field(default_factory=PopulationConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -159,11 +260,11 @@ class SolverEntry(_Strict):
     def display_label(self) -> str:
         if self.label:
             return self.label
-        size = self.population.get("size", 1)
+        size = self.population.effective("size")
         if self.method is not None:
             return f"{self.method}-k{size}" if isinstance(size, int) else self.method
-        transfer = self.population.get("transfer", {})
-        strength = transfer.get("alpha" if transfer.get("rule") == "mtgd" else "eps0")
+        transfer = self.population.transfer
+        strength = transfer.effective("alpha" if transfer.effective("rule") == "mtgd" else "eps0")
         if strength is None:
             from trials.solvers import solver_class
 
@@ -175,8 +276,13 @@ class SolverEntry(_Strict):
 
     def space(self) -> dict[str, Any]:
         """The searchable part as a nested dict whose leaves are values or :class:`Distribution`."""
+        sections = {
+            "solver_args": self.solver_args,
+            "population": self.population.model_dump(),
+            "optimizer": self.optimizer.model_dump(),
+        }
         space: dict[str, Any] = _map_leaves(
-            {"solver_args": self.solver_args, "population": self.population, "optimizer": self.optimizer},
+            sections,
             lambda v: as_distribution(v) or v,
         )
         return space

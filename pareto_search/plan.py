@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pareto_search.config import SearchConfig, as_distribution, parse_config
+from pareto_search.config import SearchConfig, SolverEntry, as_distribution, parse_config
 from pareto_search.devices import check_trial_device
 from pareto_search.errors import ConfigError
 from pareto_search.front.global_front import write_atomic
@@ -144,12 +144,11 @@ def _size_options(value: Any) -> list[Any]:
     return dist.boundary_values() if dist is not None else [value]
 
 
-def _optimizer_states(entry: Any) -> tuple[int, str]:
+def _optimizer_states(entry: SolverEntry) -> tuple[int, str]:
     """The most state tensors per parameter the entry's optimizer may keep, and its name (for the message)."""
     optimizer = entry.optimizer
-    name = optimizer.get("name", "adam")
-    names = _size_options(name)
-    momentum = optimizer.get("momentum", 0.0)
+    names = _size_options(optimizer.effective("name"))
+    momentum = optimizer.effective("momentum")
     has_momentum = as_distribution(momentum) is not None or bool(momentum)
     states = max(_OPTIMIZER_STATES.get(str(n), 2) if n != "sgd" or has_momentum else 0 for n in names)
     return states, "/".join(str(n) for n in names)
@@ -162,7 +161,7 @@ def _check_memory(config: SearchConfig, problem: Problem) -> None:
     for index, entry in enumerate(config.solvers):
         states, optimizer = _optimizer_states(entry)
         per_member = params * width * (2 + states) + MEMBER_OVERHEAD_BYTES
-        for size in _size_options(entry.population.get("size", 1)):
+        for size in _size_options(entry.population.effective("size")):
             if isinstance(size, bool) or not isinstance(size, int) or size < 1:
                 continue  # the spec's own check names it
             need = size * per_member + size * size * 8  # float64 (K, K) transfer kernel
@@ -198,9 +197,9 @@ def _check_populations(config: SearchConfig, problem: Problem) -> None:
     _check_memory(config, problem)  # first: generating a million preference vectors is itself the hazard
     num_tasks = problem.num_tasks
     for index, entry in enumerate(config.solvers):
-        sizes = entry.population.get("size", 1)
+        sizes = entry.population.effective("size")
         options = _size_options(sizes)
-        prefs = entry.population.get("preferences")
+        prefs = entry.population.effective("preferences")
         for size in options:
             try:
                 if prefs is None:
@@ -211,7 +210,7 @@ def _check_populations(config: SearchConfig, problem: Problem) -> None:
                     )
             except ValueError as exc:
                 raise ConfigError(f"`solvers[{index}]`: {exc}") from None
-        if entry.population.get("execution") == "batched":
+        if entry.population.effective("execution") == "batched":
             _check_batchable(index, entry.solver, options, problem)
 
 

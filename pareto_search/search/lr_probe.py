@@ -117,7 +117,7 @@ def pending_probes(config: SearchConfig) -> list[tuple[int, Distribution]]:
     """The entries whose learning rate is still to be probed."""
     found = []
     for index, entry in enumerate(config.solvers):
-        dist = as_distribution(entry.optimizer.get(PROBE_PATH[1]))
+        dist = as_distribution(getattr(entry.optimizer, PROBE_PATH[1]))
         if dist is not None and dist.kind == "probe":
             found.append((index, dist))
     return found

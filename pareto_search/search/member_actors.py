@@ -24,7 +24,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 import torch
@@ -46,6 +46,9 @@ COORDINATOR_BUNDLE = 0
 # checkpoint): far above any step or evaluation of the models this runs, short enough that a worker whose node
 # vanished without Ray noticing does not hang the search.
 MEMBER_CALL_TIMEOUT_S = 600.0
+
+if TYPE_CHECKING:
+    from pareto_search.config import SearchConfig
 
 
 def _mixed_parameters(model: torch.nn.Module, names: Sequence[str]) -> dict[str, Tensor]:
@@ -274,17 +277,17 @@ def members_apart(spec: TrialSpec) -> int:
     return spec.population.size if spec.population.placement == "actors" else 0
 
 
-def largest_members_apart(config: Any) -> int:  # config: pareto_search.config.SearchConfig
+def largest_members_apart(config: SearchConfig) -> int:
     """The most member workers any trial of the search may start (0: every population stays in its trial's
     process), read from each entry's population as written (a searched size counts with its largest option)."""
     from pareto_search.config import as_distribution
 
     largest = 0
     for entry in config.solvers:
-        population = entry.population or {}
-        if population.get("placement") != "actors":
+        population = entry.population
+        if population.effective("placement") != "actors":
             continue
-        size = population.get("size", 1)
+        size = population.effective("size")
         distribution = as_distribution(size)
         options = distribution.boundary_values() if distribution is not None else [size]
         largest = max([largest, *(int(v) for v in options if isinstance(v, int | float) and not isinstance(v, bool))])

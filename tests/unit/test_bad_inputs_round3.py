@@ -54,7 +54,7 @@ def test_merge_keys_may_still_be_overridden(tmp_path) -> None:
         "    optimizer: {lr: 0.1}\n"
     )
     config = load_config(path)
-    assert [s.optimizer["lr"] for s in config.solvers] == [0.01, 0.1]
+    assert [s.optimizer.lr for s in config.solvers] == [0.01, 0.1]
 
 
 def _config(tmp_path: Path, **solver: object) -> Path:

@@ -420,7 +420,7 @@ def test_eps0_under_mtgd_loads_as_alpha_with_a_one_line_note(tmp_path: Path) -> 
         config = parse_config(_with(solvers=[entry]))
     notes = [w for w in caught if issubclass(w.category, ConfigDeprecation)]
     assert len(notes) == 1 and "write `alpha: 2.0`" in str(notes[0].message)
-    assert config.solvers[0].population["transfer"] == {"rule": "mtgd", "alpha": 2.0}
+    assert config.solvers[0].population.transfer.model_dump() == {"rule": "mtgd", "alpha": 2.0}
 
     # Through the CLI: the note is one line before the run's own (here: a refusal of another field, so that nothing
     # starts), not Python's two-line warning with a file and a source line.
@@ -446,7 +446,26 @@ def test_a_preset_strength_stays_with_its_rule() -> None:
     from pareto_search.config import parse_config
 
     entry = {"method": "mt2o", "solver": "linear", "population": {"transfer": {"rule": "mtgd"}}}
-    transfer = parse_config(_with(solvers=[entry])).solvers[0].population["transfer"]
-    assert transfer["rule"] == "mtgd" and "eps0" not in transfer and "alpha" not in transfer
+    transfer = parse_config(_with(solvers=[entry])).solvers[0].population.transfer
+    assert transfer.rule == "mtgd" and transfer.model_dump() == {"rule": "mtgd", "period": 10, "mode": "beneficial"}
+    assert transfer.effective("alpha") is None  # unset: the trial resolves mtgd's own default (population.py)
     periodic = parse_config(_with(solvers=[{"method": "mt2o", "solver": "linear"}])).solvers[0].population
-    assert periodic["transfer"]["eps0"] == 0.3
+    assert periodic.transfer.eps0 == 0.3
+
+
+def test_the_config_sections_name_the_fields_of_the_trial_they_configure() -> None:
+    """`population`, its `transfer` and `psl`, and `optimizer` are typed sections whose fields are the trial
+    dataclasses' (trials/spec.py, where each default and check is defined once): no field is known to one and
+    unknown to the other, and a field left unset reads as the trial's default."""
+    import dataclasses
+
+    from pareto_search.config import OptimizerConfig, PopulationConfig, PSLConfig, TransferConfig, parse_config
+    from trials.spec import PopulationSpec
+
+    for section in (OptimizerConfig, PopulationConfig, PSLConfig, TransferConfig):
+        assert list(section.model_fields) == [f.name for f in dataclasses.fields(section.spec_class)], section
+    unset = PopulationConfig()
+    assert unset.model_dump() == {} and unset.effective("size") == PopulationSpec().size
+    assert unset.transfer.effective("period") == PopulationSpec().transfer.period
+    config = parse_config(_with(solvers=[{"solver": "linear", "population": {"size": 4}}]))
+    assert config.solvers[0].population.size == 4 and config.model_dump()["solvers"][0]["population"] == {"size": 4}

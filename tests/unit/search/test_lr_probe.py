@@ -128,7 +128,7 @@ def test_a_candidate_two_entries_share_is_trained_once(tmp_path, monkeypatch) ->
     assert (first.model_epochs, second.model_epochs, third.model_epochs) == (3, 0, 1)
     assert first.points == second.points and first.chosen == second.chosen == third.chosen == pytest.approx(0.01)
     assert "the others shared with an earlier entry" in second.line() and second.line() in "\n".join(lines)
-    assert [s.optimizer["lr"] for s in resolved.config.solvers] == pytest.approx([0.01] * 3)
+    assert [s.optimizer.lr for s in resolved.config.solvers] == pytest.approx([0.01] * 3)
 
 
 def test_the_probe_trains_each_candidate_and_fixes_the_best(tmp_path, local_ray) -> None:
@@ -142,7 +142,7 @@ def test_the_probe_trains_each_candidate_and_fixes_the_best(tmp_path, local_ray)
         assert point == tuple(report.members[0].metrics[o.name] for o in plan.objectives)
     scores, best = choose(plan, list(result.points))
     assert result.chosen == result.candidates[best] and result.scores == tuple(scores)
-    assert resolved.config.solvers[0].optimizer["lr"] == result.chosen
+    assert resolved.config.solvers[0].optimizer.lr == result.chosen
     assert resolved.probes == (result.to_dict(),)
     assert any(f"chose {result.chosen:.3g}" in line for line in lines)
 

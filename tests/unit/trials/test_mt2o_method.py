@@ -45,11 +45,12 @@ def test_method_mt2o_expands_to_the_preset_and_the_entry_wins() -> None:
         }
     )
     preset, custom = config.solvers
-    assert preset.solver == MT2O.solver and preset.population == MT2O.population and preset.display_label() == "mt2o-k3"
-    assert preset.population["interior"] == 0.3  # no member trains one task alone (presets.py: why)
-    assert preset.population["across_trials"] == "fill"  # later trials fill the gaps (presets.py: why)
-    assert custom.population["size"] == 3 and custom.population["transfer"]["eps0"] == {"choice": [0, 1]}
-    assert custom.population["transfer"]["rule"] == MT2O.population["transfer"]["rule"]  # kept from the preset
+    assert preset.solver == MT2O.solver and preset.population.model_dump() == MT2O.population
+    assert preset.display_label() == "mt2o-k3"
+    assert preset.population.interior == 0.3  # no member trains one task alone (presets.py: why)
+    assert preset.population.across_trials == "fill"  # later trials fill the gaps (presets.py: why)
+    assert custom.population.size == 3 and custom.population.transfer.eps0 == {"choice": [0, 1]}
+    assert custom.population.transfer.rule == MT2O.population["transfer"]["rule"]  # kept from the preset
     assert merge({"a": {"b": 1, "c": 2}}, {"a": {"c": {"grid": [3]}}}) == {"a": {"b": 1, "c": {"grid": [3]}}}
 
 
@@ -65,7 +66,7 @@ def test_a_method_mt2o_config_validates_and_runs(tmp_path) -> None:
     path.write_text(yaml.safe_dump({**BASE, "solvers": [{"method": "mt2o"}]}))
     from pareto_search.config import load_config
 
-    assert load_config(path).solvers[0].population == MT2O.population
+    assert load_config(path).solvers[0].population.model_dump() == MT2O.population
 
 
 @pytest.mark.parametrize(
@@ -101,7 +102,7 @@ def test_the_untuned_preset_runs_on_a_three_task_problem() -> None:
         }
     )
     plan = make_plan(config)
-    trainer = Trainer(plan.config.trial_spec(0, {"population": plan.config.solvers[0].population}, seed=0))
+    trainer = Trainer(plan.config.trial_spec(0, {"population": plan.config.solvers[0].population.model_dump()}, seed=0))
     preferences = trainer.population.preferences
     assert preferences.shape == (5, 3) and len({tuple(row) for row in preferences.tolist()}) == 5
     trainer.run()

@@ -244,7 +244,7 @@ def test_solvers_lists_psl_with_its_papers_and_defaults(capsys) -> None:
     for text in ("Chen & Kwok", "Navon", "COSMOS", "solver: linear", "population.psl.conditioning = 'auto'"):
         assert text in block, text
     config = parse_config({**BASE, "solvers": [{"method": "psl"}]})
-    assert config.solvers[0].population == PSL.population
+    assert config.solvers[0].population.model_dump() == PSL.population
 
 
 @pytest.fixture(scope="module")
