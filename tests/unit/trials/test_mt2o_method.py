@@ -107,3 +107,14 @@ def test_the_untuned_preset_runs_on_a_three_task_problem() -> None:
     assert preferences.shape == (5, 3) and len({tuple(row) for row in preferences.tolist()}) == 5
     trainer.run()
     assert len(trainer.history[-1].members) == 5
+
+
+def test_every_preset_is_an_entry_of_the_typed_sections() -> None:
+    """A preset's population, transfer and optimizer name only fields of the typed sections (a typo in a preset
+    would otherwise reach users as a refusal of a key they never wrote)."""
+    from pareto_search.config import SolverEntry
+    from trials.presets import PRESETS
+
+    for name, preset in PRESETS.items():
+        entry = SolverEntry.model_validate(preset.entry())
+        assert entry.population.model_dump() == preset.entry()["population"], name
