@@ -25,6 +25,7 @@ from ray.tune.search.optuna import OptunaSearch
 from pareto_search.console import say
 from pareto_search.errors import ConfigError, SearchStopped
 from pareto_search.front.global_front import GlobalFront
+from pareto_search.front.pareto import to_min_form
 from pareto_search.locations import resolve_locations
 from pareto_search.plan import PLAN_FILE, SearchPlan, load_plan
 from pareto_search.search.atomic_fs import atomic_local_filesystem
@@ -127,9 +128,8 @@ def _scheduler(plan: SearchPlan) -> TrialScheduler:
             reduction_factor=conf.reduction_factor,
         )
     if conf.name == "pareto_asha":
-        signs = [1.0 if o.direction == "min" else -1.0 for o in plan.objectives]
         return _ParetoASHA(
-            [s * v for s, v in zip(signs, plan.reference_point, strict=True)],
+            to_min_form(plan.reference_point, [o.direction for o in plan.objectives]).tolist(),
             time_attr=TIME_ATTR,
             max_t=plan.config.epochs,
             grace_period=conf.grace_period,

@@ -24,7 +24,7 @@ from ray import tune
 
 from pareto_search.config import SearchConfig, parse_config
 from pareto_search.devices import check_assigned_gpus_usable
-from pareto_search.front.pareto import Front, FrontPoint, NonFiniteValuesWarning, Objective
+from pareto_search.front.pareto import Front, FrontPoint, NonFiniteValuesWarning, Objective, to_min_form
 from pareto_search.search.checkpoints import restore, seal
 from pareto_search.search.space import unpack
 from trials.loop import EpochReport, Trainer
@@ -57,8 +57,7 @@ def epoch_metrics(
     report: EpochReport, objectives: tuple[Objective, ...], reference_point: tuple[float, ...], label: str
 ) -> dict[str, Any]:
     values = [[float(m.metrics[o.name]) for o in objectives] for m in report.members]
-    signs = [1.0 if o.direction == "min" else -1.0 for o in objectives]
-    points_min = [[s * v for s, v in zip(signs, row, strict=True)] for row in values]
+    points_min: list[list[float]] = to_min_form(values, [o.direction for o in objectives]).tolist() if values else []
     front = Front(
         objectives, tuple(FrontPoint(f"m{m.member}", tuple(row)) for m, row in zip(report.members, values, strict=True))
     )
