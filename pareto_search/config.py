@@ -22,7 +22,7 @@ import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import yaml
 from pydantic import (
@@ -216,6 +216,50 @@ def _alpha_of_mtgd(entry: Mapping[str, Any]) -> Mapping[str, Any]:
     return {**entry, "population": {**entry["population"], "transfer": renamed}}
 
 
+S = TypeVar("S", bound=_Section)
+
+
+def overlay(base: S, top: S) -> S:
+    """`base` with every field `top` sets replacing its own (a section inside both is overlaid in turn); what
+    neither sets stays unset, so it still reads as the trial's default."""
+    return cast(S, _overlay(base, top))
+
+
+def _overlay(base: _Section, top: _Section) -> _Section:
+    values: dict[str, Any] = {name: getattr(base, name) for name in base.model_fields_set}
+    for name in top.model_fields_set:
+        value, under = getattr(top, name), values.get(name)
+        values[name] = _overlay(under, value) if isinstance(value, _Section) and isinstance(under, _Section) else value
+    return type(base).model_construct(_fields_set=set(values), **values)
+
+
+def _without(section: S, *names: str) -> S:
+    """`section` with the fields `names` unset again."""
+    kept = {name: getattr(section, name) for name in section.model_fields_set - set(names)}
+    return cast(S, section.model_construct(_fields_set=set(kept), **kept))
+
+
+def _with_preset(preset: dict[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A `method:` entry: the preset's solver, population and optimizer under what the entry sets itself, the
+    sections overlaid as typed models. A preset's transfer strength belongs to its rule: an entry that picks another
+    rule gets that rule's own default, never the preset's ε0 read as α."""
+    try:
+        population = PopulationConfig.model_validate(entry.get("population", {}))
+        optimizer = OptimizerConfig.model_validate(entry.get("optimizer", {}))
+    except ValidationError:  # refused where the entry's fields are validated, with their location
+        return merge(preset, entry)
+    base = PopulationConfig.model_validate(preset.get("population", {}))
+    rule = population.transfer.rule if "rule" in population.transfer.model_fields_set else None
+    if isinstance(rule, str) and rule != base.transfer.effective("rule"):
+        base = base.model_copy(update={"transfer": _without(base.transfer, "eps0", "alpha")})
+    return {
+        **preset,
+        **entry,
+        "population": overlay(base, population),
+        "optimizer": overlay(OptimizerConfig.model_validate(preset.get("optimizer", {})), optimizer),
+    }
+
+
 class SolverEntry(_Strict):
     """One method to try: a solver, its population and optimizer; any value may be a distribution.
 
@@ -242,15 +286,7 @@ class SolverEntry(_Strict):
         preset = PRESETS.get(name) if isinstance(name, str) else None
         if preset is None:
             raise ValueError(f"`method`: method {name!r} is unknown; allowed: {', '.join(PRESETS)}")
-        entry = preset.entry()
-        # A preset's transfer strength belongs to its rule: an entry that picks another rule gets that rule's own
-        # default, never the preset's ε0 read as α.
-        preset_transfer = entry.get("population", {}).get("transfer", {})
-        rule = _transfer_of(data).get("rule", preset_transfer.get("rule", "periodic"))
-        if isinstance(rule, str) and rule != preset_transfer.get("rule", "periodic"):
-            for strength in ("eps0", "alpha"):
-                preset_transfer.pop(strength, None)
-        return merge(entry, data)
+        return _with_preset(preset.entry(), data)
 
     @field_validator("solver")
     @classmethod
