@@ -165,7 +165,7 @@ def rebase_moved_artifacts(tracking_uri: str) -> str | None:
 
 # MLflow 3.17's UI picks its GenAI or model-training view from this query parameter (else the browser's last
 # choice, else GenAI); it does not read the experiment's kind tag for that (rendered and checked in
-# tests/test_mlflow_ui.py), so the links we print carry it.
+# tests/e2e/test_mlflow_ui.py), so the links we print carry it.
 TRAINING_VIEW_QUERY = "workflowType=machine_learning"
 # Where `mlflow ui` / `mlflow server` listen unless told otherwise.
 DEFAULT_UI_ADDRESS = "http://127.0.0.1:5000"
