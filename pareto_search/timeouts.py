@@ -3,8 +3,10 @@ HTTP retries): nothing in the service waits forever, and a wait that ends says w
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -62,3 +64,25 @@ def redact_uri(uri: str) -> str:
         return uri
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+@contextlib.contextmanager
+def bounded_file_lock(path: str, timeout_s: float, what: str, poll_s: float = 0.1) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file `path` (created if missing) for the block, across the processes of
+    this machine; waits at most `timeout_s` for another holder, then raises WaitTimeout naming `what`."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise WaitTimeout(f"waited {timeout_s:g} s for {what}") from None
+                time.sleep(poll_s)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

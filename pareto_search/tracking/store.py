@@ -12,9 +12,10 @@ import hashlib
 import logging
 import os
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+from pareto_search.timeouts import bounded_file_lock
 
 _logger = logging.getLogger(__name__)
 
@@ -55,27 +56,11 @@ def sqlite_init_lock(tracking_uri: str) -> Iterator[None]:
     if not tracking_uri.startswith("sqlite:///"):
         yield
         return
-    import fcntl
-
     database = os.path.abspath(tracking_uri[len("sqlite:///") :])
     key = hashlib.sha1(database.encode()).hexdigest()[:16]
     path = os.path.join(tempfile.gettempdir(), f"pareto_search-sqlite-{key}.lock")
-    with open(path, "a") as handle:
-        deadline = time.monotonic() + SQLITE_INIT_WAIT_S
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"waited {SQLITE_INIT_WAIT_S:g} s for another process opening {database}"
-                    ) from None
-                time.sleep(0.1)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with bounded_file_lock(path, SQLITE_INIT_WAIT_S, f"another process opening {database}"):
+        yield
 
 
 def resolve_tracking_uri(uri: str | None) -> str:

@@ -6,31 +6,17 @@ installing PostgreSQL and Chromium at the same moment would fail one test for a 
 
 from __future__ import annotations
 
-import fcntl
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-POLL_S = 0.5
+from pareto_search.timeouts import bounded_file_lock
 
 
 @contextmanager
 def machine_lock(name: str, timeout_s: float) -> Iterator[None]:
     """Hold the lock `name` (a file in the temp folder) for the block; waits at most `timeout_s` for it."""
     path = os.path.join(tempfile.gettempdir(), f"pareto_search-tests-{name}.lock")
-    with open(path, "a") as handle:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"waited {timeout_s:g} s for the machine lock {path}") from None
-                time.sleep(POLL_S)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with bounded_file_lock(path, timeout_s, f"the machine lock {path}", poll_s=0.5):
+        yield
