@@ -49,14 +49,20 @@ class BudgetCounter:
         return self.spent >= self.budget
 
 
-def budget_stopper(counter: BudgetCounter) -> Any:
+PLATEAU_EPOCHS = 2  # a plateau: the trial's HV gained less than the tolerance over this many epochs
+
+
+def budget_stopper(counter: BudgetCounter, plateau: float | None = None) -> Any:
     """A Ray Tune Stopper that feeds ``counter`` with every result (``values``: one row per member) and ends the
-    whole experiment once the budget is spent; it never stops a single trial (the scheduler does that)."""
+    whole experiment once the budget is spent. With ``plateau`` it also stops a trial whose HV (``trial_hv``) rose
+    by less than that fraction over its last PLATEAU_EPOCHS epochs (the next trial then takes the rest of the
+    budget); else it never stops a single trial (the scheduler does that)."""
     from ray.tune.stopper import Stopper
 
     class _BudgetStopper(Stopper):
         def __init__(self) -> None:
             self.seen: dict[str, int] = {}  # trial -> its last counted training_iteration
+            self.hv: dict[str, list[float]] = {}  # trial -> its HV after each epoch
 
         def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
             # Tune hands a trial's last result over again when its function returns (FIFO trials): counted once,
@@ -65,7 +71,13 @@ def budget_stopper(counter: BudgetCounter) -> Any:
             if "values" in result and iteration > self.seen.get(trial_id, 0):
                 self.seen[trial_id] = iteration
                 counter.add(trial_id, result["values"], result.get("test_values"))
-            return False
+                if plateau is not None and "trial_hv" in result:
+                    self.hv.setdefault(trial_id, []).append(float(result["trial_hv"]))
+            history = self.hv.get(trial_id, [])
+            if plateau is None or len(history) <= PLATEAU_EPOCHS:
+                return False
+            before, now = history[-1 - PLATEAU_EPOCHS], history[-1]
+            return bool(now - before < plateau * abs(before))
 
         def stop_all(self) -> bool:
             return counter.exhausted

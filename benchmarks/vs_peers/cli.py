@@ -242,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = summarize(records, args.budget)
         problem_args = PROBLEMS[problem_name].args(args.n_train)
         lines += table_lines(problem_name, problem_args, args.budget, args.epochs, args.slots, rows)
-        lines += reviewer_lines(problem, records, rows, args.headline)
+        lines += reviewer_lines(problem, records, rows, args.headline, args.budget)
         files.append(plot(problem_name, problem_args, args.budget, args.slots, rows, args.out))
         head = headline(rows)
         if head is not None:

@@ -93,6 +93,12 @@ class Method:
     across: str = "same"  # service: `population.across_trials` (fill: later trials take the gaps' preferences)
     expert: bool = False  # optuna: the sampler sized to the budget (TPE start-up a third, multivariate; NSGA-II pop)
     preset: bool = False  # service: `method: mt2o` as it ships (no population key), the default a user gets
+    # service: how many populations the budget is split into; each model then trains (budget - probe) / (split x K)
+    # epochs instead of the run's --epochs (None: --epochs, as many trials as the budget holds)
+    split: int | None = None
+    # service: a trial stops once its HV rose by less than this fraction over its last 2 epochs (the next trial, which
+    # fills the gaps, takes the rest of the budget); each trial may train the whole budget (None: no such stop)
+    plateau: float | None = None
 
 
 METHODS: dict[str, Method] = {
@@ -303,10 +309,54 @@ METHODS: dict[str, Method] = {
             lr_probe=True,
             preset=True,
         ),
+        Method(
+            "mt2o-default-one",
+            "ours",
+            "service",
+            "service: `method: mt2o` as it ships, the whole budget spent on one population ((budget - probe) / K "
+            "epochs a model instead of --epochs)",
+            scheduler="fifo",
+            lr_probe=True,
+            preset=True,
+            split=1,
+        ),
+        Method(
+            "mt2o-default-two",
+            "ours",
+            "service",
+            "service: `method: mt2o` as it ships, the budget split into two populations ((budget - probe) / 2K "
+            "epochs a model; the second fills the first's gaps)",
+            scheduler="fifo",
+            lr_probe=True,
+            preset=True,
+            split=2,
+        ),
+        Method(
+            "mt2o-default-plateau",
+            "ours",
+            "service",
+            "service: `method: mt2o` as it ships, one trial at a time, each trained until its HV gains < 1 % over 2 "
+            "epochs (at most the whole budget); the next fills the gaps",
+            scheduler="fifo",
+            lr_probe=True,
+            preset=True,
+            concurrent=1,
+            plateau=0.01,
+        ),
     )
 }
 # Our EPO/PMTL only stand in for LibMOON; the rows added with the held-out protocol run there (and on request).
-HELDOUT_ONLY = ("optuna-tpe-expert", "optuna-nsga2-expert", "optuna-probe-tpe", "single-model", "mt2o-default", "psl")
+HELDOUT_ONLY = (
+    "optuna-tpe-expert",
+    "optuna-nsga2-expert",
+    "optuna-probe-tpe",
+    "single-model",
+    "mt2o-default",
+    "mt2o-default-one",
+    "mt2o-default-two",
+    "mt2o-default-plateau",
+    "psl",
+)
 DEFAULT_METHODS = [m for m in METHODS if m not in ("epo", "pmtl", "libmoon-psl", *HELDOUT_ONLY)]
 # LibMOON's PSL ships one target network, a LeNet for 1 x 36 x 36 images: the problems whose inputs it takes.
 LIBMOON_PSL_PROBLEMS = ("multi_mnist", "multi_fashion", "multi_fashion_mnist")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import REPO
-from .budget import BudgetCounter, budget_stopper
+from .budget import PLATEAU_EPOCHS, BudgetCounter, budget_stopper
 from .methods import METHODS, PROBLEMS, Method
 from .runs import _objective_names, _record
 
@@ -141,8 +141,13 @@ def _service_search(
     job: dict[str, Any], method: Method, storage: Path, tracking_uri: str, entry: dict[str, Any]
 ) -> dict[str, Any]:
     k, epochs = job["k"], job["epochs"]
-    per_trial = k * (epochs if method.scheduler == "fifo" else 1)  # Pareto-ASHA: a trial may stop after 1 epoch
     trials_budget = job["budget"] - probe_cost(method)
+    if method.split is not None:  # the budget spent on `split` populations: longer-trained models
+        epochs = max(1, trials_budget // (method.split * k))
+    per_trial = k * (epochs if method.scheduler == "fifo" else 1)  # Pareto-ASHA: a trial may stop after 1 epoch
+    if method.plateau is not None:  # any trial may take the whole budget; one stops after PLATEAU_EPOCHS + 1 at least
+        epochs = max(1, trials_budget // k)
+        per_trial = k * (PLATEAU_EPOCHS + 1)
     return {
         "name": f"vs-{job['problem']}-{method.name}-s{job['seed']}-{uuid.uuid4().hex[:6]}",
         "problem": {"name": job["problem"], "args": PROBLEMS[job["problem"]].args(job["n_train"])},
@@ -151,7 +156,8 @@ def _service_search(
         "solvers": [entry],
         "search": {
             "algorithm": "random",
-            "num_samples": max(1, math.ceil(trials_budget / per_trial)),
+            # A split's populations exactly (the rounding down of its epochs leaves no room for one more)
+            "num_samples": method.split or max(1, math.ceil(trials_budget / per_trial)),
             "scheduler": {"name": method.scheduler},
             **({"max_concurrent_trials": method.concurrent} if method.concurrent else {}),
         },
@@ -183,7 +189,7 @@ def run_service(job: dict[str, Any], storage: Path, tracking_uri: str, log: Path
     plan = make_plan(parse_config(service_config(job, method, storage, tracking_uri)))
     counter = BudgetCounter(job["budget"])
     counter.charge(probe_cost(method))  # the probe runs first, inside run_search, and adds no point
-    stopper = budget_stopper(counter)
+    stopper = budget_stopper(counter, method.plateau)
 
     # A subclass, not a function: Tune checks `isinstance(..., RunConfig)` while the patch is active.
     class RunConfigWithBudget(tune.RunConfig):  # type: ignore[misc,valid-type]

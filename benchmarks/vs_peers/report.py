@@ -158,11 +158,15 @@ def table_lines(problem: str, args: dict[str, Any], budget: int, epochs: int, sl
 
 
 def reviewer_lines(
-    problem: Any, records: dict[str, list[dict[str, Any]]], rows: list[Row], headline_name: str
+    problem: Any, records: dict[str, list[dict[str, Any]]], rows: list[Row], headline_name: str, budget: int
 ) -> list[str]:
     """Per method: HV at a reference near the fronts, HV of the validation front's models on test, and against the
     best peer the per-seed budget ratios and the paired bootstrap interval of the final-HV difference; then how far
-    apart the front's ends lie. The goal line for the headline method closes it."""
+    apart the front's ends lie. The goal line for the headline method closes it. Only what a run evaluated within
+    ``budget`` counts (a run whose last trial went past it is cut there, as its curve is)."""
+    records = {
+        m: [{**r, "events": [e for e in r["events"] if e["cum"] <= budget]} for r in rs] for m, rs in records.items()
+    }
     names = _objective_names(problem)
     directions = [problem.metric(n).direction for n in names]
     reference = list(problem.default_reference_point)

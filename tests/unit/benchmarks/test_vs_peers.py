@@ -100,6 +100,39 @@ def test_the_ratio_line_has_the_documented_form() -> None:
     assert "ratio never to" in report.ratio_line(math.inf, "libmoon-epo", "multi_mnist")
 
 
+def test_the_plateau_stop_ends_a_trial_whose_hv_stalls_and_leaves_the_others_running() -> None:
+    pytest.importorskip("ray")
+    counter = budget.BudgetCounter(budget=100)
+    stopper = budget.budget_stopper(counter, plateau=0.01)
+    one = [[0.5, 0.5]]
+
+    def epoch(trial: str, iteration: int, hv: float) -> bool:
+        return bool(stopper(trial, {"values": one, "training_iteration": iteration, "trial_hv": hv}))
+
+    # Trial a gains 10 %, 5 %, then 0.4 % + 0.3 % over its last two epochs: stopped after that fourth epoch only.
+    assert [epoch("a", i + 1, hv) for i, hv in enumerate([1.0, 1.1, 1.155, 1.16, 1.163])][:4] == [False] * 3 + [False]
+    assert stopper("a", {"values": one, "training_iteration": 5, "trial_hv": 1.163}) is True  # a repeat: no new epoch
+    # Trial b keeps gaining more than 1 % every two epochs: never stopped; nothing stops the experiment either.
+    assert not any(epoch("b", i + 1, 1.0 + 0.02 * i) for i in range(6))
+    assert not stopper.stop_all() and counter.spent == 11
+    # Without a plateau the stopper never stops a trial, however flat its HV.
+    flat = budget.budget_stopper(budget.BudgetCounter(budget=100))
+    assert not any(flat("c", {"values": one, "training_iteration": i + 1, "trial_hv": 1.0}) for i in range(5))
+
+
+def test_a_budget_split_trains_fewer_models_for_longer() -> None:
+    job = {"problem": "zdt1", "n_train": 0, "seed": 1, "budget": 50, "epochs": 5, "lr": [0.005, 0.05], "k": 3}
+    one = ray_runners.service_config(job, methods.METHODS["mt2o-default-one"], Path("/s"), "sqlite:///x.db")
+    two = ray_runners.service_config(job, methods.METHODS["mt2o-default-two"], Path("/s"), "sqlite:///x.db")
+    plateau = ray_runners.service_config(job, methods.METHODS["mt2o-default-plateau"], Path("/s"), "sqlite:///x.db")
+    # (50 - 4 for the probe) model-epochs: one population of 3 for 15 epochs, or two for 7 each.
+    assert (one["epochs"], one["search"]["num_samples"]) == (15, 1)
+    assert (two["epochs"], two["search"]["num_samples"]) == (7, 2)
+    # Plateau: any trial may take all 46 (15 epochs); enough trials for each to stop after 3; one at a time.
+    assert (plateau["epochs"], plateau["search"]["num_samples"]) == (15, 6)
+    assert plateau["search"]["max_concurrent_trials"] == 1
+
+
 def test_service_configs_are_the_untuned_defaults_within_the_budget(tmp_path: Path) -> None:
     from pareto_search.config import parse_config
 
