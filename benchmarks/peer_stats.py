@@ -184,19 +184,22 @@ def paired_bootstrap(
 # -- frozen defaults ------------------------------------------------------------------------------------------
 
 
-def defaults_digest(default_entry: Mapping[str, Any]) -> str:
+def defaults_digest(default_entry: Mapping[str, Any], budget: bool = False) -> str:
     """12 hex digits of sha256 over what defines the shipped default: the `mt2o` preset as it expands, the
-    learning-rate probe's constants and the solver entry the benchmark writes for the default. Anything that would
-    change the default's results changes the digest (the training code itself is pinned by the commit)."""
-    from pareto_search.config import PROBE_CANDIDATES
-    from pareto_search.search.lr_probe import PROBE_EPOCHS, PROBE_TOLERANCE
+    learning-rate probe's constants and the solver entry the benchmark writes for the default; with ``budget``, also
+    the rule that spends `search.budget_model_epochs` (its plateau's constants). Anything that would change the
+    default's results changes the digest (the training code itself is pinned by the commit)."""
+    from pareto_search.config import PLATEAU_EPOCHS, PLATEAU_GAIN, PROBE_CANDIDATES, PROBE_EPOCHS
+    from pareto_search.search.lr_probe import PROBE_TOLERANCE
     from trials.presets import MT2O
 
-    frozen = {
+    frozen: dict[str, Any] = {
         "preset": {"solver": MT2O.solver, "population": dict(MT2O.population)},
         "probe": {"candidates": PROBE_CANDIDATES, "epochs": PROBE_EPOCHS, "tolerance": PROBE_TOLERANCE},
         "entry": dict(default_entry),
     }
+    if budget:  # a key only here: the digest of the default without a budget stays what it was frozen as
+        frozen["budget"] = {"plateau_epochs": PLATEAU_EPOCHS, "plateau_gain": PLATEAU_GAIN, "concurrent": 1}
     text = json.dumps(frozen, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

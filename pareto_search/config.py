@@ -59,6 +59,17 @@ PROBE_PATH = ("optimizer", "lr")  # the one value a probe may find (search/lr_pr
 # (benchmarks/README.md, "The headline"), for 4 model-epochs.
 PROBE_CANDIDATES = 4
 PROBE_MAX_CANDIDATES = 16
+# One epoch ranks learning rates well enough for the fixed budgets of a search (Multi-MNIST 6k, equal weights,
+# Adam: the epoch-1 HV order of 1e-3 / 2e-3 / 4e-3 / 1e-2 was their order after 5 epochs) and costs one
+# model-epoch per candidate; more epochs would cost the trials' budget.
+PROBE_EPOCHS = 1
+# `search.budget_model_epochs`: a trial stops once its HV rose by less than PLATEAU_GAIN (relative) over its last
+# PLATEAU_EPOCHS epochs, and the next trial (which fills the gaps between earlier trials' preferences) takes the rest
+# of the budget. Chosen on the in-sample problems (benchmarks/README.md, "Spending a budget"): a population trained
+# longer beat several short ones where the models were still learning (related3, Multi-*), and short populations
+# with the gaps filled won where a model converges in a few epochs (zdt1); the plateau serves both.
+PLATEAU_EPOCHS = 2
+PLATEAU_GAIN = 0.01
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a search's name is also its storage folder name
 
 
@@ -333,6 +344,12 @@ class SchedulerConfig(_Strict):
 class SearchAlgorithmConfig(_Strict):
     algorithm: Literal["grid", "random", "optuna"] = "random"
     num_samples: int = Field(1, ge=1)  # random/optuna: trials; grid: repetitions of the grid
+    # What the search may spend, in model-epochs (one model over the training set once; a learning-rate probe's
+    # candidates included), instead of num_samples x epochs: trials run one at a time, each until its hypervolume
+    # stops rising (PLATEAU_GAIN over PLATEAU_EPOCHS) or the budget is spent, and the next trial takes the rest.
+    # `epochs` then caps a trial (default: the whole budget), num_samples the trials (default: as many as fit),
+    # max_concurrent_trials defaults to 1. One solver entry. None: num_samples trials of `epochs` epochs.
+    budget_model_epochs: int | None = Field(None, ge=1)
     # None lets Ray fill the CPUs; a bound keeps a laptop responsive.
     max_concurrent_trials: int | None = Field(None, ge=1)
     # Optuna's multi-objective target: each objective's best value over a trial's members, or
@@ -635,7 +652,68 @@ def parse_config(data: Any) -> SearchConfig:
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
         raise ConfigError(f"`solvers`: labels must be unique, found {duplicates[0]!r} twice; set `label` on each")
-    return config
+    return _with_budget(config)
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetShare:
+    """How ``search.budget_model_epochs`` is spent by its solver entry."""
+
+    budget: int
+    probe: int  # model-epochs of the entry's learning-rate probe (0 without one)
+    per_epoch: int  # model-epochs of one epoch of a trial: K members, or a PSL model's P drawn preferences
+
+    @property
+    def trial_epochs(self) -> int:
+        """The most epochs one trial can train: all of the budget left after the probe."""
+        return (self.budget - self.probe) // self.per_epoch
+
+    def most_trials(self, cap: int) -> int:
+        """How many trials the budget can start when each stops as early as a plateau allows (``cap``: a trial's
+        epochs at most)."""
+        shortest = min(cap, PLATEAU_EPOCHS + 1)
+        return max(1, math.ceil((self.budget - self.probe) / (self.per_epoch * shortest)))
+
+
+def budget_share(config: SearchConfig) -> BudgetShare | None:
+    """What the budget's one entry spends on its probe and on one epoch of a trial (None: no budget)."""
+    budget = config.search.budget_model_epochs
+    if budget is None:
+        return None
+    entry = config.solvers[0]
+    spec = config.trial_spec(0, first_values(entry.space()), config.seed)
+    lr = as_distribution(getattr(entry.optimizer, PROBE_PATH[1]))
+    # A probe's candidate is one model at equal weights, or the conditioned model drawing its P preferences
+    per_candidate = spec.population.psl.samples if spec.population.psl is not None else 1
+    probe = len(probe_candidates(lr)) * PROBE_EPOCHS * per_candidate if lr and lr.kind == "probe" else 0
+    return BudgetShare(budget, probe, spec.model_epochs_per_epoch)
+
+
+def _with_budget(config: SearchConfig) -> SearchConfig:
+    """A budget's derived settings, written into the config once (the plan stores it: a resumed or re-read search
+    keeps them, whatever the probe then chose): a trial's epochs at most, the trials at most, one at a time."""
+    share = budget_share(config)
+    if share is None:
+        return config
+    where = f"search.budget_model_epochs: {share.budget}"
+    if len(config.solvers) != 1:
+        raise ConfigError(
+            f"{where} with {len(config.solvers)} solver entries: a budget is spent by one entry's trials, one after "
+            "another; allowed: one entry (give each entry a search of its own)"
+        )
+    if share.trial_epochs < 1:
+        raise ConfigError(
+            f"{where} holds no epoch of solvers[0] ({share.probe} model-epochs of learning-rate probe, then "
+            f"{share.per_epoch} an epoch); allowed: at least {share.probe + share.per_epoch}"
+        )
+    epochs = config.epochs if "epochs" in config.model_fields_set else share.trial_epochs
+    search = config.search
+    derived: dict[str, Any] = {}
+    if "num_samples" not in search.model_fields_set:
+        derived["num_samples"] = share.most_trials(epochs)
+    if search.max_concurrent_trials is None:
+        derived["max_concurrent_trials"] = 1  # the next trial starts where the last one stopped: the rule is serial
+    return config.model_copy(update={"epochs": epochs, "search": search.model_copy(update=derived)})
 
 
 class DuplicateKeyError(yaml.YAMLError):

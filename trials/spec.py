@@ -384,6 +384,12 @@ class TrialSpec:
             "optimizer or sgd",
         )
 
+    @property
+    def model_epochs_per_epoch(self) -> int:
+        """What one epoch of this trial costs in model-epochs (one model over the training set once): K for K
+        members, P for a Pareto set learning model drawing P preferences per example."""
+        return self.population.psl.samples if self.population.psl is not None else self.population.size
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

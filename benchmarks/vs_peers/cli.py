@@ -135,8 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     started = time.perf_counter()
     args.digest = peer_stats.defaults_digest(default_entry([0.0, 0.0]))  # the shape of the entry, not its range
+    args.budget_digest = peer_stats.defaults_digest(default_entry([0.0, 0.0]), budget=True)
     args.commit = peer_stats.commit_of(REPO)
-    print(f"default's digest {args.digest} at commit {args.commit}", flush=True)
+    print(f"default's digest {args.digest} (with a budget: {args.budget_digest}) at commit {args.commit}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     cache_path = args.out / "runs.jsonl"
     if args.no_cache and cache_path.exists():
@@ -234,8 +235,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 records.setdefault(job["method"], []).append(record)
         if not records:
             continue
-        ours_records = [r for rs in records.values() for r in rs if METHODS[r["method"]].family == "ours"]
-        refusal = peer_stats.check_digests(ours_records, args.digest, args.strict_digest)
+        ours = [METHODS[r["method"]] for rs in records.values() for r in rs if METHODS[r["method"]].family == "ours"]
+        refusal = peer_stats.check_digests(
+            [r for rs in records.values() for r in rs if r["method"] in {m.name for m in ours if not m.budget}],
+            args.digest,
+            args.strict_digest,
+        ) or peer_stats.check_digests(
+            [r for rs in records.values() for r in rs if r["method"] in {m.name for m in ours if m.budget}],
+            args.budget_digest,
+            args.strict_digest,
+        )
         if refusal:
             print(f"vs_peers: {problem_name}: {refusal}", file=sys.stderr)
             return 2

@@ -99,6 +99,7 @@ class Method:
     # service: a trial stops once its HV rose by less than this fraction over its last 2 epochs (the next trial, which
     # fills the gaps, takes the rest of the budget); each trial may train the whole budget (None: no such stop)
     plateau: float | None = None
+    budget: bool = False  # service: `search.budget_model_epochs` = the run's budget (the service splits it itself)
 
 
 METHODS: dict[str, Method] = {
@@ -343,6 +344,17 @@ METHODS: dict[str, Method] = {
             concurrent=1,
             plateau=0.01,
         ),
+        Method(
+            "mt2o-budget",
+            "ours",
+            "service",
+            "service: `method: mt2o` as it ships with `search.budget_model_epochs` = the budget (the service splits "
+            "it: trials one at a time, each until its HV plateaus, the next fills the gaps)",
+            scheduler="fifo",
+            lr_probe=True,
+            preset=True,
+            budget=True,
+        ),
     )
 }
 # Our EPO/PMTL only stand in for LibMOON; the rows added with the held-out protocol run there (and on request).
@@ -355,6 +367,7 @@ HELDOUT_ONLY = (
     "mt2o-default-one",
     "mt2o-default-two",
     "mt2o-default-plateau",
+    "mt2o-budget",
     "psl",
 )
 DEFAULT_METHODS = [m for m in METHODS if m not in ("epo", "pmtl", "libmoon-psl", *HELDOUT_ONLY)]

@@ -148,19 +148,22 @@ def _service_search(
     if method.plateau is not None:  # any trial may take the whole budget; one stops after PLATEAU_EPOCHS + 1 at least
         epochs = max(1, trials_budget // k)
         per_trial = k * (PLATEAU_EPOCHS + 1)
+    search: dict[str, Any] = {
+        "algorithm": "random",
+        # A split's populations exactly (the rounding down of its epochs leaves no room for one more)
+        "num_samples": method.split or max(1, math.ceil(trials_budget / per_trial)),
+        "scheduler": {"name": method.scheduler},
+        **({"max_concurrent_trials": method.concurrent} if method.concurrent else {}),
+    }
+    if method.budget:  # the service spends the budget itself: nothing but the budget is given
+        search = {"algorithm": "random", "budget_model_epochs": job["budget"], "scheduler": {"name": method.scheduler}}
     return {
         "name": f"vs-{job['problem']}-{method.name}-s{job['seed']}-{uuid.uuid4().hex[:6]}",
         "problem": {"name": job["problem"], "args": PROBLEMS[job["problem"]].args(job["n_train"])},
-        "epochs": epochs,
+        **({} if method.budget else {"epochs": epochs}),
         "seed": job["seed"],
         "solvers": [entry],
-        "search": {
-            "algorithm": "random",
-            # A split's populations exactly (the rounding down of its epochs leaves no room for one more)
-            "num_samples": method.split or max(1, math.ceil(trials_budget / per_trial)),
-            "scheduler": {"name": method.scheduler},
-            **({"max_concurrent_trials": method.concurrent} if method.concurrent else {}),
-        },
+        "search": search,
         "resources": {"cpus_per_trial": 1},
         "storage": str(storage),
         "tracking": {"uri": tracking_uri, "experiment": "vs-peers-searches"},
@@ -169,8 +172,7 @@ def _service_search(
 
 def probe_cost(method: Method) -> int:
     """Model-epochs a learning-rate probe trains: one model per candidate for PROBE_EPOCHS epochs."""
-    from pareto_search.config import PROBE_CANDIDATES
-    from pareto_search.search.lr_probe import PROBE_EPOCHS
+    from pareto_search.config import PROBE_CANDIDATES, PROBE_EPOCHS
 
     return PROBE_CANDIDATES * PROBE_EPOCHS if method.lr_probe else 0
 
@@ -180,6 +182,7 @@ def run_service(job: dict[str, Any], storage: Path, tracking_uri: str, log: Path
     from unittest import mock
 
     from ray import tune
+    from ray.tune.stopper import CombinedStopper
 
     from pareto_search.config import parse_config
     from pareto_search.plan import make_plan
@@ -194,7 +197,10 @@ def run_service(job: dict[str, Any], storage: Path, tracking_uri: str, log: Path
     # A subclass, not a function: Tune checks `isinstance(..., RunConfig)` while the patch is active.
     class RunConfigWithBudget(tune.RunConfig):  # type: ignore[misc,valid-type]
         def __post_init__(self) -> None:
-            self.stop = stopper
+            # The service's own stopper (a search with a budget of its own) stays. The counting stopper goes first:
+            # CombinedStopper asks its stoppers in turn and stops asking at the first that stops the trial, and
+            # every result must be counted.
+            self.stop = stopper if self.stop is None else CombinedStopper(stopper, self.stop)
             super().__post_init__()
 
     with (

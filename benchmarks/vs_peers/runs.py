@@ -89,7 +89,8 @@ def plan_jobs(
                 "solver": method.solver,
                 "slots": args.slots,
                 "libmoon_python": args.libmoon_python,
-                "digest": args.digest,  # the default's frozen digest and the commit, kept with the record
+                # the default's frozen digest (with a budget: its own) and the commit, kept with the record
+                "digest": args.budget_digest if method.budget else args.digest,
                 "commit": args.commit,
                 "protocol": args.protocol or "",
             }

@@ -42,7 +42,7 @@ READABLE_FORMATS = (1, 2)  # 1: a member's latest point only, no test values: lo
 EPOCH_MARK = "@e"  # TRIAL/mK@eE: epoch E of member K, kept on the front after later epochs
 WEIGHTS_DIR = "epoch_weights"  # next to the front file: the weights of its non-dominated points
 # What belongs to one epoch of a model, not to the model: never carried from one epoch's point to another's.
-EPOCH_KEYS = ("epoch", "test_values", "weights_file", "model_uri")
+EPOCH_KEYS = ("epoch", "test_values", "weights_file", "model_uri", "model_epochs")
 
 
 def write_atomic(path: Path | Location, text: str) -> None:

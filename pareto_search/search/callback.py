@@ -88,6 +88,12 @@ def bind_location(search: str, files: Location, tracking_uri: str | None = None)
     _LOCATIONS[search] = (files, tracking_uri)
 
 
+def bound_files(search: str) -> Location | None:
+    """Where `search` keeps its files in this process (bind_location), if bound."""
+    bound = _LOCATIONS.get(search)
+    return bound[0] if bound is not None else None
+
+
 class SearchCallback(tune.Callback):
     def __init__(self, plan: SearchPlan, parent_run_id: str, tracking_uri: str) -> None:
         self.search = plan.name
@@ -100,6 +106,8 @@ class SearchCallback(tune.Callback):
         self.outage_timeout_s = plan.config.tracking.outage_timeout_s
         self.results_seen = 0
         self.epochs = plan.config.epochs  # per trial: what the progress line's estimate of the time left counts
+        self.budget = plan.config.search.budget_model_epochs
+        self.probe_spent = sum(int(probe.get("model_epochs", 0)) for probe in plan.probes)
         self._progress: dict[str, tuple[int, int]] = {}  # trial -> (its epoch, its model-epochs) at its last result
         self._started = time.monotonic()
         self._front: GlobalFront | None = None
@@ -185,6 +193,9 @@ class SearchCallback(tune.Callback):
             {"member": k, "values": row, "solver": label, "preference": pref, "epoch": epoch, "test_values": test}
             for k, (row, pref, test) in enumerate(zip(result["values"], result["preferences"], tests, strict=True))
         ]
+        if "model_epochs" in result:  # the trial's spending so far: what a resumed budget counts (search/budget.py)
+            for member in members:
+                member["model_epochs"] = int(result["model_epochs"])
         with self._lock:
             self.front.update(trial.trial_id, members)  # storage first: the point is kept whatever MLflow does
             math = self._front_math(trial.trial_id)
@@ -234,6 +245,9 @@ class SearchCallback(tune.Callback):
         """Model-epochs spent so far, time elapsed, and the time left if the remaining epochs go at this pace."""
         spent = sum(model_epochs for _, model_epochs in self._progress.values())
         elapsed = time.monotonic() - self._started
+        budget = getattr(self, "budget", None)  # a callback pickled before budgets: none
+        if budget is not None:  # how many trials is open: the budget is what the search plans (its probe included)
+            return f"{spent + self.probe_spent}/{budget} model-epochs, {_clock(elapsed)} elapsed"
         text = f"{spent} model-epochs, {_clock(elapsed)} elapsed"
         planned = trials * self.epochs  # at most: a scheduler may stop trials early
         done = sum(epoch for epoch, _ in self._progress.values())

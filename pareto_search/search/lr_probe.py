@@ -33,6 +33,7 @@ from typing import Any
 import ray
 
 from pareto_search.config import (
+    PROBE_EPOCHS,
     PROBE_PATH,
     Distribution,
     ResourcesConfig,
@@ -49,10 +50,6 @@ from pareto_search.front.pareto import hypervolume, to_min_form
 from pareto_search.plan import SearchPlan
 from trials.spec import TrialSpec
 
-# One epoch ranks learning rates well enough for the fixed budgets of a search (Multi-MNIST 6k, equal weights,
-# Adam: the epoch-1 HV order of 1e-3 / 2e-3 / 4e-3 / 1e-2 was their order after 5 epochs) and costs one
-# model-epoch per candidate; more epochs would cost the trials' budget.
-PROBE_EPOCHS = 1
 # One epoch underrates the larger of two near-equal rates: its lead shows later (Multi-MNIST 6k, one model at equal
 # weights, seed 1: 4.6e-3 led 1e-2 by 7 % in HV after the first epoch, they were level after the second, and 1e-2
 # led from the third on: 0.816 against 0.793 after five). So the largest rate within 10 % of the best HV is kept,

@@ -29,6 +29,7 @@ from pareto_search.front.pareto import to_min_form
 from pareto_search.locations import resolve_locations
 from pareto_search.plan import PLAN_FILE, SearchPlan, load_plan
 from pareto_search.search.atomic_fs import atomic_local_filesystem
+from pareto_search.search.budget import BudgetStopper
 from pareto_search.search.callback import SearchCallback, bind_location
 from pareto_search.search.driver_lock import driver_lock
 from pareto_search.search.lr_probe import pending_probes, run_probes, trains_here
@@ -150,6 +151,15 @@ def _trainable(plan: SearchPlan) -> Any:
         return trial_resources(resources, members_apart(spec))
 
     return tune.with_resources(trainable, per_trial)
+
+
+def _budget_stopper(plan: SearchPlan) -> BudgetStopper | None:
+    """The stopper of a search with ``search.budget_model_epochs`` (its probe charged first); None otherwise."""
+    budget = plan.config.search.budget_model_epochs
+    if budget is None:
+        return None
+    charged = sum(int(probe.get("model_epochs", 0)) for probe in plan.probes)
+    return BudgetStopper(plan.name, plan.front_path, budget, charged)
 
 
 def trial_name(trial: Any) -> str:
@@ -331,6 +341,7 @@ def _run_search(plan: SearchPlan, *, address: str | None, resume: bool) -> Searc
                 # A trial resumes from its newest checkpoint; the one before is kept as the fallback when the
                 # newest is damaged (checkpoints.py): two per trial, one member's weights each.
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+                stop=_budget_stopper(plan),
                 verbose=1,
             ),
         )

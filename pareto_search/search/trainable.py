@@ -25,6 +25,7 @@ from ray import tune
 from pareto_search.config import SearchConfig, parse_config
 from pareto_search.devices import check_assigned_gpus_usable
 from pareto_search.front.pareto import Front, FrontPoint, NonFiniteValuesWarning, Objective, to_min_form
+from pareto_search.search.budget import plateaued
 from pareto_search.search.checkpoints import restore, seal
 from pareto_search.search.space import unpack
 from trials.loop import EpochReport, Trainer
@@ -53,17 +54,23 @@ def _threads() -> int:
     return max(1, math.floor(cpus))
 
 
-def epoch_metrics(
-    report: EpochReport, objectives: tuple[Objective, ...], reference_point: tuple[float, ...], label: str
-) -> dict[str, Any]:
+def report_hv(report: EpochReport, objectives: tuple[Objective, ...], reference_point: tuple[float, ...]) -> float:
+    """The hypervolume of one epoch's members (the trial's ``trial_hv`` at that epoch)."""
     values = [[float(m.metrics[o.name]) for o in objectives] for m in report.members]
-    points_min: list[list[float]] = to_min_form(values, [o.direction for o in objectives]).tolist() if values else []
     front = Front(
         objectives, tuple(FrontPoint(f"m{m.member}", tuple(row)) for m, row in zip(report.members, values, strict=True))
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NonFiniteValuesWarning)  # a NaN member simply adds no volume
-        trial_hv = front.hypervolume(reference_point).value
+        return front.hypervolume(reference_point).value
+
+
+def epoch_metrics(
+    report: EpochReport, objectives: tuple[Objective, ...], reference_point: tuple[float, ...], label: str
+) -> dict[str, Any]:
+    values = [[float(m.metrics[o.name]) for o in objectives] for m in report.members]
+    points_min: list[list[float]] = to_min_form(values, [o.direction for o in objectives]).tolist() if values else []
+    trial_hv = report_hv(report, objectives, reference_point)
     metrics: dict[str, Any] = {
         "epoch": report.epoch,  # the trainer's own count: a trial restarted from scratch counts again from 1
         "label": label,
@@ -188,6 +195,7 @@ def _train(
         print(f"trial {tune.get_context().get_trial_id()}: {restored.message()}", file=sys.stderr, flush=True)
     label = config.solvers[variant].display_label()
     every = config.search.checkpoint_every
+    budgeted = config.search.budget_model_epochs is not None
     while not trainer.done:
         report = trainer.train_epoch()
         metrics = epoch_metrics(report, objectives, reference_point, label)
@@ -195,7 +203,12 @@ def _train(
         metrics["model_epochs"] = trainer.model_epochs  # the budget spent: K per epoch, P for a PSL model
         if restored is not None:  # with every later result: the last one is what the summary reads
             metrics["recovery"] = restored.message()
-        if report.epoch % every and not trainer.done:  # between checkpoints: the result alone
+        # A budget's trial ends once its HV stops rising (search/budget.py); the history is the trainer's own record
+        # of its epochs, restored with its checkpoint, so a resumed trial stops where the uninterrupted one would.
+        plateau = budgeted and plateaued([report_hv(r, objectives, reference_point) for r in trainer.history])
+        if plateau:
+            metrics["plateau"] = True
+        if report.epoch % every and not (trainer.done or plateau):  # between checkpoints: the result alone
             tune.report(metrics)
             continue
         with tempfile.TemporaryDirectory() as folder:
@@ -204,3 +217,5 @@ def _train(
                 torch.save(weights, Path(folder) / member_file(k))
             seal(Path(folder))  # last: a checkpoint whose files do not match it is known to be damaged
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        if plateau:
+            return
