@@ -307,6 +307,8 @@ class SolverEntry(_Strict):
     def display_label(self) -> str:
         if self.label:
             return self.label
+        if self.population.psl is not None:  # one conditioned model: its K is 1 and says nothing (its points are N)
+            return self.method or f"psl-{self.solver}"
         size = self.population.effective("size")
         if self.method is not None:
             return f"{self.method}-k{size}" if isinstance(size, int) else self.method

@@ -54,6 +54,11 @@ def test_method_mt2o_expands_to_the_preset_and_the_entry_wins() -> None:
     assert merge({"a": {"b": 1, "c": 2}}, {"a": {"c": {"grid": [3]}}}) == {"a": {"b": 1, "c": {"grid": [3]}}}
 
 
+def test_a_conditioned_model_is_labelled_by_its_method_not_by_its_one_member() -> None:
+    config = parse_config({**BASE, "solvers": [{"method": "psl"}, {"solver": "linear", "population": {"psl": {}}}]})
+    assert [entry.display_label() for entry in config.solvers] == ["psl", "psl-linear"]  # not "psl-k1"
+
+
 def test_a_method_mt2o_config_validates_and_runs(tmp_path) -> None:
     config = parse_config({**BASE, "solvers": [{"method": "mt2o", "optimizer": {"lr": 0.05}}]})
     spec = config.trial_spec(0, config.solvers[0].space(), seed=0)
