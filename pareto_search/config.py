@@ -577,6 +577,16 @@ def probe_candidates(dist: Distribution) -> tuple[float, ...]:
     return tuple(float(f"{lr:.6g}") for lr in steps)  # 1e-3, not 0.0010000000000000002, in files and logs
 
 
+def _validate_with_search_settings(config: SearchConfig, index: int) -> None:
+    """The entry's trial with the search-wide settings it reads (``diagnostics``): a combination a trial would refuse
+    (the affinity of a conditioned model, or of members on actors) is refused here, before anything starts."""
+    try:
+        config.trial_spec(index, first_values(config.solvers[index].space()), config.seed)
+    except SpecError as exc:
+        message = str(exc).replace("`affinity_every`", "`diagnostics.affinity_every`", 1)
+        raise ConfigError(f"{message} (in solvers[{index}])") from None
+
+
 def _validate_entry(index: int, entry: SolverEntry, algorithm: str) -> None:
     # Hyperparameters are checked by the solver's own dataclass: the one place a valid-looking config loads torch.
     from trials.solvers import InvalidHyperparameterError, make_params
@@ -650,6 +660,7 @@ def parse_config(data: Any) -> SearchConfig:
         raise ConfigError(str(exc).splitlines()[0]) from None
     for index, entry in enumerate(config.solvers):
         _validate_entry(index, entry, config.search.algorithm)
+        _validate_with_search_settings(config, index)
     labels = [entry.display_label() for entry in config.solvers]
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:

@@ -372,6 +372,13 @@ class TrialSpec:
             "0 with population.placement actors (the affinity is measured on member 0's model in the trial's process)",
         )
         _check(
+            self.affinity_every == 0 or self.population.psl is None,
+            "affinity_every",
+            self.affinity_every,
+            "0 with population.psl (the affinity is measured on a member's own model, which a conditioned model "
+            "does not have)",
+        )
+        _check(
             isinstance(self.repeat, int) and not isinstance(self.repeat, bool) and self.repeat >= 0,
             "repeat",
             self.repeat,

@@ -116,3 +116,25 @@ def test_a_model_too_large_for_one_trial_is_refused_naming_the_problem_args(tmp_
     assert err.count("\n") == 1, err
     assert "`problem.args`: one model of problem 'related3' has 10,000,000,007 parameters" in err
     assert "the most is 16.0 GiB), found {'hidden': 1000000000}" in err
+
+
+@pytest.mark.parametrize(
+    ("population", "why"),
+    [({"psl": {}}, "0 with population.psl"), ({"placement": "actors"}, "0 with population.placement actors")],
+    ids=["conditioned model", "members on actors"],
+)
+def test_an_affinity_no_trial_could_measure_is_refused_before_anything_starts(tmp_path, capsys, population, why):
+    path = tmp_path / "affinity.yaml"
+    config = {
+        "name": "affinity",
+        "problem": {"name": "toy2d"},
+        "reference_point": [1.0, 1.0],
+        "diagnostics": {"affinity_every": 5},
+        "solvers": [{"solver": "linear", "population": population}],
+    }
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--storage", str(tmp_path / "searches")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"`diagnostics.affinity_every` must be {why}" in err and "found 5 (in solvers[0])" in err, err
+    assert not (tmp_path / "searches").exists()
