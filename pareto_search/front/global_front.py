@@ -166,13 +166,22 @@ class GlobalFront:
                 )
         return released
 
-    def keep_weights(self, trial_id: str, epoch: int, read: Callable[[int], bytes]) -> list[int]:
-        """Store the weights of a trial's members at `epoch` (``read(member)``: its checkpoint's file) for
-        those whose latest point is that epoch and on the front. Returns those members. Only with a path."""
+    def keep_weights(
+        self,
+        trial_id: str,
+        epoch: int,
+        read: Callable[[int], bytes],
+        source: Callable[[int], str] | None = None,
+    ) -> list[int]:
+        """Store the weights of a trial's members at `epoch` (``read(member)``: its checkpoint's file) for those
+        whose latest point is that epoch and on the front. ``source(member)`` names that file: members with the same
+        one (a Pareto set learning trial's points, one conditioned model) share one stored copy (None: each member
+        its own). Returns the members. Only with a path."""
         if self.path is None:
             return []
         signs, everything = self._signs(), self._matrix()
-        kept = []
+        kept: list[int] = []
+        stored: dict[str, str] = {}  # checkpoint file -> its copy next to the front
         for pid, point in list(self.points.items()):
             if point.data.get("trial_id") != trial_id or kept_epoch(pid) is not None:
                 continue
@@ -182,9 +191,13 @@ class GlobalFront:
             row = signs * np.asarray(point.values)
             if not np.all(np.isfinite(row)) or _strictly_dominated(row, everything):
                 continue
-            name = f"{WEIGHTS_DIR}/{trial_id}/m{k}_e{epoch}.pt"
-            (self.path.parent / name).write_bytes(read(k))  # the file first: the front never names a missing one
-            self.points[pid] = FrontPoint(pid, point.values, {**point.data, "weights_file": name})
+            origin = source(k) if source is not None else f"m{k}"
+            if origin not in stored:
+                stem = f"m{k}" if source is None or origin.startswith("member_") else Path(origin).stem
+                stored[origin] = f"{WEIGHTS_DIR}/{trial_id}/{stem}_e{epoch}.pt"
+                # The file first: the front never names a missing one.
+                (self.path.parent / stored[origin]).write_bytes(read(k))
+            self.points[pid] = FrontPoint(pid, point.values, {**point.data, "weights_file": stored[origin]})
             kept.append(k)
         if kept:
             self.save()
@@ -193,7 +206,8 @@ class GlobalFront:
     def _delete_weights(self, names: Sequence[str]) -> None:
         if self.path is None:
             return
-        for name in names:
+        named = {str(p.data["weights_file"]) for p in self.points.values() if p.data.get("weights_file")}
+        for name in set(names) - named:  # a file another point still names (one conditioned model) stays
             # A file left behind costs space, never a wrong weight: the front no longer names it.
             with contextlib.suppress(OSError):
                 (self.path.parent / name).delete()

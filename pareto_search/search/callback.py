@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pyarrow.fs import FileType
 from ray import tune
 
 from pareto_search.console import progress, say
@@ -30,7 +31,7 @@ from pareto_search.front.groups import affinity_path, record_affinity
 from pareto_search.front.pareto import Objective
 from pareto_search.plan import SearchPlan
 from pareto_search.search.checkpoints import newest_present
-from pareto_search.search.trainable import member_file
+from pareto_search.search.trainable import CONDITIONED_FILE, weights_file_of
 from pareto_search.storage import Location
 from pareto_search.tracking.client import SearchTracker
 from pareto_search.tracking.outage import BackgroundWrites, TrackingQueue
@@ -277,13 +278,17 @@ class SearchCallback(tune.Callback):
             return
         filesystem, folder = checkpoint.filesystem, str(checkpoint.path).rstrip("/")
 
+        def source(member: int) -> str:  # a PSL trial's points share its one conditioned model's file
+            return weights_file_of(member, conditioned)
+
         def read(member: int) -> bytes:
-            with filesystem.open_input_stream(f"{folder}/{member_file(member)}") as stream:
+            with filesystem.open_input_stream(f"{folder}/{source(member)}") as stream:
                 return bytes(stream.read())
 
         try:
+            conditioned = filesystem.get_file_info(f"{folder}/{CONDITIONED_FILE}").type != FileType.NotFound
             with self._lock:
-                self.front.keep_weights(trial.trial_id, int(epoch), read)
+                self.front.keep_weights(trial.trial_id, int(epoch), read, source)
         except Exception as exc:  # storage or a checkpoint file that cannot be read: this epoch has no weights
             first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
             say(f"[{self.search}] {trial.trial_id} epoch {epoch}: weights not kept ({first})")
@@ -317,13 +322,18 @@ class SearchCallback(tune.Callback):
             if present is not None:
                 # Points found before a failure are kept, so their weights are stored too.
                 with present.as_directory() as folder:
-                    for path in sorted(Path(folder).glob("member_*.pt")):
+                    conditioned = (
+                        Path(folder) / CONDITIONED_FILE
+                    ).is_file()  # one file for all of a PSL trial's points
+                    for path in sorted([*Path(folder).glob("member_*.pt"), *Path(folder).glob(CONDITIONED_FILE)]):
                         self.tracker.log_artifact_file(run_id, path, "weights")
                 with self._lock:  # the final weights are a member's latest point's; a kept epoch has its own
                     self.front.set_data(
                         trial_id,
                         model_uri=lambda p: (
-                            self.tracker.artifact_uri(run_id, f"weights/{member_file(int(p.data['member']))}")
+                            self.tracker.artifact_uri(
+                                run_id, f"weights/{weights_file_of(int(p.data['member']), conditioned)}"
+                            )
                             if kept_epoch(p.id) is None
                             else p.data.get("model_uri", "")
                         ),

@@ -30,6 +30,7 @@ from pareto_search.search.checkpoints import restore, seal
 from pareto_search.search.space import unpack
 from trials.loop import EpochReport, Trainer
 from trials.problems import Problem
+from trials.psl import PSLPopulation
 from trials.spec import TrialSpec
 
 TRAINER_FILE = "trainer.pt"
@@ -37,6 +38,24 @@ TRAINER_FILE = "trainer.pt"
 
 def member_file(member: int) -> str:
     return f"member_{member}.pt"
+
+
+# A Pareto set learning trial's N points are one conditioned model at N preferences: its checkpoint stores that model
+# once, in this file, and every point names it (the point's own preference is in its data, which serving reads).
+CONDITIONED_FILE = "conditioned.pt"
+
+
+def stored_weights(trainer: Trainer) -> dict[str, dict[str, torch.Tensor]]:
+    """What a checkpoint stores per file: each member's weights (``member_k.pt``), or a conditioned model once."""
+    if isinstance(trainer.population, PSLPopulation):
+        model = trainer.population.members[0].model  # one model: no copy per point (as member_weights: on the CPU)
+        return {CONDITIONED_FILE: {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    return {member_file(k): weights for k, weights in enumerate(trainer.member_weights())}
+
+
+def weights_file_of(member: int, conditioned: bool) -> str:
+    """The checkpoint file that holds ``member``'s weights."""
+    return CONDITIONED_FILE if conditioned else member_file(member)
 
 
 def resolve_device(requested: str) -> str:
@@ -213,8 +232,8 @@ def _train(
             continue
         with tempfile.TemporaryDirectory() as folder:
             trainer.save_checkpoint(Path(folder) / TRAINER_FILE)
-            for k, weights in enumerate(trainer.member_weights()):
-                torch.save(weights, Path(folder) / member_file(k))
+            for name, weights in stored_weights(trainer).items():
+                torch.save(weights, Path(folder) / name)
             seal(Path(folder))  # last: a checkpoint whose files do not match it is known to be damaged
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
         if plateau:

@@ -67,9 +67,13 @@ def _problem_and_inputs(plan: SearchPlan) -> tuple[NetworkSpec, torch.Tensor]:
 def _download_weights(tracker: SearchTracker, points: Sequence[FrontPoint], folder: Path) -> dict[str, Path]:
     """Each point's stored weights, in `folder`: `runs:/<run>/weights/member_k.pt` (a member's latest epoch,
     from its trial run) or the file in the search's storage (an earlier epoch kept on the front)."""
-    files = {}
+    files: dict[str, Path] = {}
+    fetched: dict[str, Path] = {}  # uri -> its file: a PSL trial's points share one conditioned model's file
     for point in points:
         uri = str(point.data.get("model_uri") or "")
+        if uri in fetched:
+            files[point.id] = fetched[uri]
+            continue
         if not uri:
             why = (
                 "its trial never ended; resume the search first"
@@ -88,6 +92,7 @@ def _download_weights(tracker: SearchTracker, points: Sequence[FrontPoint], fold
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(Location(uri).read_bytes())
                 files[point.id] = target
+            fetched[uri] = files[point.id]
         except Exception as exc:  # MLflow and pyarrow raise several types for a missing run, artifact or file
             if is_outage(exc):  # the server, not the point: the caller says so (and that nothing was written)
                 raise

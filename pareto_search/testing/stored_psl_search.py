@@ -1,6 +1,8 @@
 """A finished Pareto set learning trial (method: psl) on disk and in MLflow, made without Ray: its points
-stored as a search stores them (each point's file: the trial's conditioned model and its preference, the
-state dict of trials.psl.conditioning.AtPreference), for select and serving."""
+stored as a search stores them (one file for the trial, ``weights/conditioned.pt``: the state dict of
+trials.psl.conditioning.AtPreference, which every point names; each point's preference is in its data), or, with
+``shared=False``, as searches stored them before (a file per point, each the model at that point's preference),
+for select and serving."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ def stored_psl_search(
     conditioning: str = "hyper",
     hidden: int = 16,
     spread: float = 0.5,
+    shared: bool = True,
 ) -> tuple[StoredSearch, Conditioned]:
     """One PSL trial, trial_00000, with `points` points (preferences (1, 0) ... (0, 1)) on a line of the
     objectives (all non-dominated; a minimized objective is lower where its task weighs more). The conditioned
@@ -64,11 +67,14 @@ def stored_psl_search(
     run_id = tracker.start_trial(parent, "trial_00000", {"seed": 0})
     maximized = [o.direction == "max" for o in plan.objectives]
     members = []
-    for k, preference in enumerate(evaluation_preferences(2, points).tolist()):
-        path = root / "weights" / f"member_{k}.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(AtPreference(conditioned, preference).state_dict(), path)
-        tracker.log_artifact_file(run_id, path, "weights")
+    preferences = evaluation_preferences(2, points).tolist()
+    for k, preference in enumerate(preferences):
+        name = "conditioned.pt" if shared else f"member_{k}.pt"  # search/trainable.py: CONDITIONED_FILE
+        path = root / "weights" / name
+        if not path.is_file():  # shared: one file, the model at the first preference (as a checkpoint stores it)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(AtPreference(conditioned, preference).state_dict(), path)
+            tracker.log_artifact_file(run_id, path, "weights")
         values = tuple(0.1 + p if up else 1.1 - p for p, up in zip(preference, maximized, strict=True))
         members.append(
             {
@@ -76,7 +82,7 @@ def stored_psl_search(
                 "values": values,
                 "solver": "psl",
                 "preference": preference,
-                "model_uri": f"runs:/{run_id}/weights/member_{k}.pt",
+                "model_uri": f"runs:/{run_id}/weights/{name}",
             }
         )
     GlobalFront(name, plan.objectives, plan.reference_point, plan.front_path).update("trial_00000", members)

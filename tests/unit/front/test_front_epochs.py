@@ -48,6 +48,23 @@ def _weights_files(tmp_path: Path) -> set[str]:
     return {p.relative_to(tmp_path / "pareto_search").as_posix() for p in tmp_path.rglob("*.pt")}
 
 
+def test_points_of_one_conditioned_model_share_one_weights_file_until_the_last_of_them_leaves(tmp_path) -> None:
+    front = _front(tmp_path)
+
+    def report(trial: str, epoch: int, rows: list) -> None:  # a PSL trial: every point is the one model's file
+        front.update(trial, [{"member": k, "values": v, "epoch": epoch} for k, v in enumerate(rows)])
+        front.keep_weights(trial, epoch, lambda k: f"{trial}@{epoch}".encode(), lambda k: "conditioned.pt")
+
+    report("p", 1, [[0.2, 0.8], [0.5, 0.5], [0.8, 0.2]])
+    assert _weights_files(tmp_path) == {"epoch_weights/p/conditioned_e1.pt"}  # one copy for the three points
+    assert {front.points[f"p/m{k}"].data["weights_file"] for k in range(3)} == {"epoch_weights/p/conditioned_e1.pt"}
+    report("q", 1, [[0.45, 0.45]])  # dominates p's middle point: the file stays, p's other two points name it
+    assert "p/m1" not in {pt.id for pt in front.front().points}
+    assert _weights_files(tmp_path) == {"epoch_weights/p/conditioned_e1.pt", "epoch_weights/q/conditioned_e1.pt"}
+    report("q", 2, [[0.1, 0.1]])  # dominates all of p: the file goes with the last point that named it
+    assert _weights_files(tmp_path) == {"epoch_weights/q/conditioned_e2.pt"}
+
+
 def test_a_better_earlier_epoch_stays_with_its_weights_until_another_point_dominates_it(tmp_path) -> None:
     front = _front(tmp_path)
     _report(front, "t", 1, [[0.5, 0.5]])

@@ -1,7 +1,8 @@
 """A Pareto set learning trial's model (method: psl) served: `--register-front` holds its ONE conditioned model
 and a request's weights get exactly that trade-off's predictions; `--register` of a point, and `select --weights
---exact`, give the model fixed at a preference. The trial is stored as a search stores it (each point's file: the
-conditioned model and its preference), without Ray."""
+--exact`, give the model fixed at a preference. The trial is stored as a search stores it (one conditioned model's
+file that every point names, the point's preference in its data), without Ray; and as searches stored it before
+(a file per point)."""
 
 from __future__ import annotations
 
@@ -85,6 +86,20 @@ def test_a_registered_psl_point_predicts_as_the_model_fixed_at_its_preference(ps
     capsys.readouterr()
     mlflow.set_tracking_uri(search.tracking_uri)  # conftest resets it
     model = mlflow.pyfunc.load_model("models:/p@champion")
+    inputs = _inputs(8)
+    _assert_equal(model.predict(inputs), _fixed(conditioned, [0.75, 0.25], inputs))
+
+
+def test_a_point_of_a_search_stored_before_the_shared_file_still_registers(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(ROOT)
+    search, conditioned = stored_psl_search(
+        tmp_path, name="psl-old", problem=PLUGIN, problem_args=PLUGIN_ARGS, reference_point=(2.0, 2.0), shared=False
+    )
+    storage = str(search.storage)
+    assert main(["select", "psl-old", "--storage", storage, "--point", "trial_00000/1", "--register", "old"]) == 0
+    capsys.readouterr()
+    mlflow.set_tracking_uri(search.tracking_uri)  # conftest resets it
+    model = mlflow.pyfunc.load_model("models:/old@champion")
     inputs = _inputs(8)
     _assert_equal(model.predict(inputs), _fixed(conditioned, [0.75, 0.25], inputs))
 

@@ -286,3 +286,19 @@ def test_a_psl_search_puts_the_trials_points_on_the_front(tmp_path, local_ray, m
     assert len(points) == 11 and {p.data["member"] for p in points} == set(range(11))
     (trial,) = ExperimentAnalysis(str(tmp_path / "searches" / "psl")).trials
     assert trial.last_result["model_epochs"] == PSL.population["psl"]["samples"]
+    # The one conditioned model is stored once, not once per point: in the checkpoint, next to the front (the
+    # epoch's weights its points keep), and on the trial's MLflow run, which every point's model URI names.
+    import mlflow
+
+    from pareto_search.search.trainable import CONDITIONED_FILE
+
+    checkpoint = Path(trial.checkpoint.path)
+    assert sorted(p.name for p in checkpoint.glob("*.pt")) == [CONDITIONED_FILE, "trainer.pt"]
+    kept = {p.data.get("weights_file") for p in outcome.front.points.values()} - {None}
+    files = sorted(p.name for p in (tmp_path / "searches" / "psl" / "pareto_search" / "epoch_weights").rglob("*.pt"))
+    assert len(kept) == 1 and files == sorted(Path(k).name for k in kept), (kept, files)
+    uris = {p.data["model_uri"] for p in points}
+    assert len(uris) == 1 and next(iter(uris)).endswith(f"/weights/{CONDITIONED_FILE}"), uris
+    run_id = next(iter(uris)).removeprefix("runs:/").split("/")[0]
+    stored = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").list_artifacts(run_id, "weights")
+    assert [a.path for a in stored] == [f"weights/{CONDITIONED_FILE}"]
