@@ -54,6 +54,11 @@ class SearchPlan:
     def front_path(self) -> Location:
         return self.files / "front_points.json"
 
+    @property
+    def probe_model_epochs(self) -> int:
+        """What the learning-rate probes trained before the trials, in model-epochs (a budget charges it first)."""
+        return sum(int(probe.get("model_epochs", 0)) for probe in self.probes)
+
     def to_dict(self, parent_run_id: str | None = None) -> dict[str, Any]:
         return {
             "config": self.config.model_dump(mode="json"),

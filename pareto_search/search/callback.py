@@ -108,7 +108,7 @@ class SearchCallback(tune.Callback):
         self.results_seen = 0
         self.epochs = plan.config.epochs  # per trial: what the progress line's estimate of the time left counts
         self.budget = plan.config.search.budget_model_epochs
-        self.probe_spent = sum(int(probe.get("model_epochs", 0)) for probe in plan.probes)
+        self.probe_spent = plan.probe_model_epochs
         self._progress: dict[str, tuple[int, int]] = {}  # trial -> (its epoch, its model-epochs) at its last result
         self._started = time.monotonic()
         self._front: GlobalFront | None = None
@@ -322,9 +322,8 @@ class SearchCallback(tune.Callback):
             if present is not None:
                 # Points found before a failure are kept, so their weights are stored too.
                 with present.as_directory() as folder:
-                    conditioned = (
-                        Path(folder) / CONDITIONED_FILE
-                    ).is_file()  # one file for all of a PSL trial's points
+                    # A PSL trial's checkpoint holds one file for all of its points
+                    conditioned = (Path(folder) / CONDITIONED_FILE).is_file()
                     for path in sorted([*Path(folder).glob("member_*.pt"), *Path(folder).glob(CONDITIONED_FILE)]):
                         self.tracker.log_artifact_file(run_id, path, "weights")
                 with self._lock:  # the final weights are a member's latest point's; a kept epoch has its own

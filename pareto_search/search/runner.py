@@ -158,8 +158,7 @@ def _budget_stopper(plan: SearchPlan) -> BudgetStopper | None:
     budget = plan.config.search.budget_model_epochs
     if budget is None:
         return None
-    charged = sum(int(probe.get("model_epochs", 0)) for probe in plan.probes)
-    return BudgetStopper(plan.name, plan.front_path, budget, charged)
+    return BudgetStopper(plan.name, plan.front_path, budget, plan.probe_model_epochs)
 
 
 def trial_name(trial: Any) -> str:

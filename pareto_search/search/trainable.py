@@ -215,6 +215,9 @@ def _train(
     label = config.solvers[variant].display_label()
     every = config.search.checkpoint_every
     budgeted = config.search.budget_model_epochs is not None
+    # A budget's trial ends once its HV stops rising (search/budget.py). Its history starts from the trainer's own
+    # record of its epochs, restored with its checkpoint, so a resumed trial stops where the uninterrupted one would.
+    hv_history = [report_hv(r, objectives, reference_point) for r in trainer.history] if budgeted else []
     while not trainer.done:
         report = trainer.train_epoch()
         metrics = epoch_metrics(report, objectives, reference_point, label)
@@ -222,9 +225,8 @@ def _train(
         metrics["model_epochs"] = trainer.model_epochs  # the budget spent: K per epoch, P for a PSL model
         if restored is not None:  # with every later result: the last one is what the summary reads
             metrics["recovery"] = restored.message()
-        # A budget's trial ends once its HV stops rising (search/budget.py); the history is the trainer's own record
-        # of its epochs, restored with its checkpoint, so a resumed trial stops where the uninterrupted one would.
-        plateau = budgeted and plateaued([report_hv(r, objectives, reference_point) for r in trainer.history])
+        hv_history.append(metrics["trial_hv"])
+        plateau = budgeted and plateaued(hv_history)
         if plateau:
             metrics["plateau"] = True
         if report.epoch % every and not (trainer.done or plateau):  # between checkpoints: the result alone

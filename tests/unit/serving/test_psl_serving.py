@@ -46,6 +46,15 @@ def _assert_equal(predictions: dict, expected: dict[str, np.ndarray]) -> None:
         np.testing.assert_allclose(np.asarray(predictions[task], dtype=np.float32), values, rtol=1e-5, atol=1e-5)
 
 
+def _assert_registered_predicts(search, name: str, conditioned: Conditioned, preference: list[float], capsys) -> None:
+    """Registered model `name` predicts as the conditioned model fixed at `preference`."""
+    capsys.readouterr()
+    mlflow.set_tracking_uri(search.tracking_uri)  # conftest resets it
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    inputs = _inputs(8)
+    _assert_equal(model.predict(inputs), _fixed(conditioned, preference, inputs))
+
+
 @pytest.mark.slow
 def test_served_psl_front_answers_any_preference_exactly(psl, capsys) -> None:
     search, conditioned = psl
@@ -83,11 +92,7 @@ def test_a_registered_psl_point_predicts_as_the_model_fixed_at_its_preference(ps
     search, conditioned = psl
     storage = str(search.storage)
     assert main(["select", "psl-served", "--storage", storage, "--point", "trial_00000/1", "--register", "p"]) == 0
-    capsys.readouterr()
-    mlflow.set_tracking_uri(search.tracking_uri)  # conftest resets it
-    model = mlflow.pyfunc.load_model("models:/p@champion")
-    inputs = _inputs(8)
-    _assert_equal(model.predict(inputs), _fixed(conditioned, [0.75, 0.25], inputs))
+    _assert_registered_predicts(search, "p", conditioned, [0.75, 0.25], capsys)
 
 
 def test_a_point_of_a_search_stored_before_the_shared_file_still_registers(tmp_path, monkeypatch, capsys) -> None:
@@ -97,11 +102,7 @@ def test_a_point_of_a_search_stored_before_the_shared_file_still_registers(tmp_p
     )
     storage = str(search.storage)
     assert main(["select", "psl-old", "--storage", storage, "--point", "trial_00000/1", "--register", "old"]) == 0
-    capsys.readouterr()
-    mlflow.set_tracking_uri(search.tracking_uri)  # conftest resets it
-    model = mlflow.pyfunc.load_model("models:/old@champion")
-    inputs = _inputs(8)
-    _assert_equal(model.predict(inputs), _fixed(conditioned, [0.75, 0.25], inputs))
+    _assert_registered_predicts(search, "old", conditioned, [0.75, 0.25], capsys)
 
 
 def test_select_exact_evaluates_and_registers_that_preference(psl, capsys) -> None:
@@ -117,11 +118,7 @@ def test_select_exact_evaluates_and_registers_that_preference(psl, capsys) -> No
     assert (
         main(["select", "psl-served", "--storage", storage, "--weights", "0.7,0.3", "--exact", "--register", "x"]) == 0
     )
-    capsys.readouterr()
-    mlflow.set_tracking_uri(search.tracking_uri)  # conftest resets it
-    model = mlflow.pyfunc.load_model("models:/x@champion")
-    inputs = _inputs(8)
-    _assert_equal(model.predict(inputs), _fixed(conditioned, [0.7, 0.3], inputs))
+    _assert_registered_predicts(search, "x", conditioned, [0.7, 0.3], capsys)
 
 
 def test_exact_needs_weights_and_a_psl_point(tmp_path, monkeypatch, capsys) -> None:
