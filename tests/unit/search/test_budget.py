@@ -65,6 +65,14 @@ def test_a_budget_derives_the_trials_epochs_and_one_trial_at_a_time_once(tmp_pat
     assert (plain.epochs, plain.search.num_samples, plain.search.max_concurrent_trials) == (5, 1, None)
 
 
+def test_the_shipped_budget_example_derives_what_its_comment_says() -> None:
+    from pareto_search.config import load_config
+
+    config = load_config(REPO / "configs" / "budget_zdt1.yaml")
+    # (40 - 4 for the probe) // 3 members = 12 epochs at most; 36 / (3 x 3 epochs at the earliest plateau) = 4 trials
+    assert (config.epochs, config.search.num_samples, config.search.max_concurrent_trials) == (12, 4, 1)
+
+
 def test_a_budget_of_a_psl_model_counts_its_drawn_preferences(tmp_path: Path) -> None:
     config = parse_config(_config(tmp_path, solvers=[{"method": "psl"}]))
     share = budget_share(config)
